@@ -1,0 +1,5 @@
+"""Backends: each moves rendered messages somewhere (SMTP, console, memory, files)."""
+
+from .base import BaseBackend
+
+__all__ = ["BaseBackend"]

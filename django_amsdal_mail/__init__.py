@@ -1,0 +1,1 @@
+"""Django app: a drop-in EMAIL_BACKEND for amsdal_mail (imports no Django here)."""

@@ -1,0 +1,110 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.smtpd import RecordingServer, ServerFactory
+
+# -- TLS certificates ----------------------------------------------------------------
+#
+# One test CA signs the server certificate (for 127.0.0.1, localhost and mail.test)
+# and a client certificate. Clients trust it through ``client_ssl_context`` or the
+# ``ca_file`` path (``cafile=`` / ``SSL_CERT_FILE``).
+
+
+def _server_context(cert: trustme.LeafCert, client_ca: trustme.CA | None = None) -> ssl.SSLContext:
+    """A server-side context presenting ``cert``.
+
+    With ``client_ca``, client certificates are requested (not required) and
+    verified against that CA.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    if client_ca is not None:
+        client_ca.configure_trust(context)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """The certificate authority the tests trust."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca: trustme.CA) -> trustme.LeafCert:
+    """The test server's certificate, valid for 127.0.0.1, localhost and mail.test."""
+    return ca.issue_cert("127.0.0.1", "localhost", "mail.test")
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a PEM file holding the test CA certificate."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(path)
+    return str(path)
+
+
+@pytest.fixture
+def client_ssl_context(ca_file: str) -> ssl.SSLContext:
+    """A fresh client context that trusts (only) the test CA."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+@pytest.fixture(scope="session")
+def server_ssl_context(ca: trustme.CA, server_cert: trustme.LeafCert) -> ssl.SSLContext:
+    """Server context with the trusted certificate; verifies optional client certs."""
+    return _server_context(server_cert, client_ca=ca)
+
+
+@pytest.fixture(scope="session")
+def client_cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """``(certfile, keyfile)`` of a client certificate for client@example.com."""
+    cert = ca.issue_cert("client@example.com")
+    directory: Path = tmp_path_factory.mktemp("client-cert")
+    certfile, keyfile = directory / "client-cert.pem", directory / "client-key.pem"
+    for index, pem in enumerate(cert.cert_chain_pems):
+        pem.write_to_path(certfile, append=index > 0)
+    cert.private_key_pem.write_to_path(keyfile)
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture(scope="session")
+def untrusted_ssl_context() -> ssl.SSLContext:
+    """Server context whose certificate comes from a CA the clients do not trust."""
+    other_ca = trustme.CA()
+    return _server_context(other_ca.issue_cert("127.0.0.1", "localhost", "mail.test"))
+
+
+@pytest.fixture(scope="session")
+def wrong_host_ssl_context(ca: trustme.CA) -> ssl.SSLContext:
+    """Server context with a trusted certificate that is only valid for other.example."""
+    return _server_context(ca.issue_cert("other.example"))
+
+
+# -- SMTP servers --------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server(server_ssl_context: ssl.SSLContext) -> Iterator[ServerFactory]:
+    """Start ``RecordingServer(**options)``; every server is stopped after the test.
+
+    Unless given, ``server_context`` is ``server_ssl_context`` for TLS modes.
+    """
+    with ExitStack() as servers:
+
+        def start(**options: Any) -> RecordingServer:
+            if options.get("tls", "plain") != "plain":
+                options.setdefault("server_context", server_ssl_context)
+            return servers.enter_context(RecordingServer(**options))
+
+        yield start
