@@ -24,7 +24,7 @@ from .exceptions import (
     TransportError,
     UnknownBackendError,
 )
-from .message import Alternative, Attachment, EmailMessage
+from .message import Alternative, Attachment, EmailMessage, RawPart
 from .status import RecipientStatus, SendStatus
 
 __version__ = "0.1.0"
@@ -44,6 +44,7 @@ __all__ = [
     "MissingDependencyError",
     "NotSupportedError",
     "ProtocolError",
+    "RawPart",
     "RecipientStatus",
     "RecipientsRefusedError",
     "SendStatus",

@@ -21,7 +21,7 @@ from .exceptions import InvalidAddressError, InvalidMessageError
 if TYPE_CHECKING:
     from .status import SendStatus
 
-__all__ = ["Address", "Alternative", "Attachment", "EmailMessage", "parse_address"]
+__all__ = ["Address", "Alternative", "Attachment", "EmailMessage", "RawPart", "parse_address"]
 
 _FORBIDDEN = re.compile(r"[\r\n\0]")
 # RFC 5322 atext, plus non-ASCII (RFC 6531) for internationalised local parts.
@@ -267,6 +267,36 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class RawPart:
+    """A ready-made MIME part (its headers, a blank line, its body), attached as is.
+
+    For content another library already built, such as a Django ``MIMEBase``
+    attachment. Line endings are normalised to CRLF; a line longer than 998
+    octets, or a NUL, is refused.
+    """
+
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes):
+            raise InvalidMessageError("RawPart.data must be bytes", field="attachments")
+        data = re.sub(rb"\r\n|\r|\n", b"\r\n", self.data)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        if b"\0" in data:
+            raise InvalidMessageError("a raw MIME part contains a NUL byte", field="attachments")
+        if b"\r\n\r\n" not in data and not data.startswith(b"\r\n"):
+            raise InvalidMessageError(
+                "a raw MIME part needs headers, a blank line, then its body", field="attachments"
+            )
+        if any(len(line) > 998 for line in data.split(b"\r\n")):
+            raise InvalidMessageError(
+                "a raw MIME part has a line longer than 998 octets", field="attachments"
+            )
+        object.__setattr__(self, "data", data)
+
+
+@dataclass(frozen=True, slots=True)
 class Alternative:
     """Another rendering of the body (beyond text and HTML), e.g. ``text/calendar``."""
 
@@ -294,7 +324,7 @@ class ValidatedMessage:
     reply_to: tuple[Address, ...]
     recipients: tuple[Address, ...]  # to + cc + bcc, each address once
     headers: tuple[tuple[str, str], ...]
-    attachments: tuple[Attachment, ...]
+    attachments: tuple[Attachment | RawPart, ...]
     alternatives: tuple[Alternative, ...]
     content_subtype: str
     mixed_subtype: str | None
@@ -335,7 +365,7 @@ class EmailMessage:
         cc: str | Sequence[str] | None = None,
         bcc: str | Sequence[str] | None = None,
         reply_to: str | Sequence[str] | None = None,
-        attachments: Sequence[Attachment] | None = None,
+        attachments: Sequence[Attachment | RawPart] | None = None,
         headers: Mapping[str, str] | None = None,
         html_body: str | None = None,
         *,
@@ -352,7 +382,7 @@ class EmailMessage:
         self.cc: list[str] = _as_list(cc)
         self.bcc: list[str] = _as_list(bcc)
         self.reply_to: list[str] = _as_list(reply_to)
-        self.attachments: list[Attachment] = list(attachments or [])
+        self.attachments: list[Attachment | RawPart] = list(attachments or [])
         self.headers: dict[str, str] = dict(headers or {})
         self.html_body = html_body
         self.alternatives: list[Alternative] = list(alternatives or [])
@@ -418,9 +448,10 @@ class EmailMessage:
                 )
             headers.append((name, _check_text(str(value), f"header {name!r}")))
         for attachment in self.attachments:
-            if not isinstance(attachment, Attachment):
+            if not isinstance(attachment, (Attachment, RawPart)):
                 raise InvalidMessageError(
-                    f"attachments must be Attachment objects, not {type(attachment).__name__}",
+                    "attachments must be Attachment or RawPart objects, "
+                    f"not {type(attachment).__name__}",
                     field="attachments",
                 )
         for alternative in self.alternatives:

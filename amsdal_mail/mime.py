@@ -22,7 +22,15 @@ from collections.abc import Iterable
 from email.utils import formatdate, getaddresses
 from urllib.parse import quote
 
-from .message import Address, Alternative, Attachment, EmailMessage, ValidatedMessage, parse_address
+from .message import (
+    Address,
+    Alternative,
+    Attachment,
+    EmailMessage,
+    RawPart,
+    ValidatedMessage,
+    parse_address,
+)
 
 __all__ = ["make_message_id", "render", "render_chunks"]
 
@@ -206,7 +214,9 @@ def _text_part(text: str, subtype: str, charset: str) -> list[bytes]:
     return [head.encode("ascii") + CRLF + CRLF, body]
 
 
-def _attachment_part(att: Attachment, *, inline: bool) -> list[bytes]:
+def _attachment_part(att: Attachment | RawPart, *, inline: bool) -> list[bytes]:
+    if isinstance(att, RawPart):
+        return [att.data]
     lines = [f"Content-Type: {att.mimetype}"]
     main, _, sub = str(att.mimetype).partition("/")
     text_content = main == "text" and isinstance(att.content, str)
@@ -249,6 +259,10 @@ def _multipart(subtype: str, parts: list[list[bytes]]) -> list[bytes]:
     return out
 
 
+def _is_inline(part: Attachment | RawPart) -> bool:
+    return isinstance(part, Attachment) and part.content_id is not None
+
+
 def _body_parts(msg: ValidatedMessage) -> list[bytes]:
     charset = msg.encoding
     main = _text_part(msg.body, msg.content_subtype, charset)
@@ -261,10 +275,10 @@ def _body_parts(msg: ValidatedMessage) -> list[bytes]:
         # Django's layout: every attachment, in order, in one multipart after the body.
         if not msg.attachments:
             return body
-        parts = [body] + [_attachment_part(a, inline=bool(a.content_id)) for a in msg.attachments]
+        parts = [body] + [_attachment_part(a, inline=_is_inline(a)) for a in msg.attachments]
         return _multipart(msg.mixed_subtype, parts)
-    inline = [a for a in msg.attachments if a.content_id]
-    regular = [a for a in msg.attachments if not a.content_id]
+    inline = [a for a in msg.attachments if _is_inline(a)]
+    regular = [a for a in msg.attachments if not _is_inline(a)]
     if inline:
         body = _multipart("related", [body] + [_attachment_part(a, inline=True) for a in inline])
     if regular:
