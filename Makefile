@@ -1,0 +1,57 @@
+# One entry point for everything. Each target creates the virtual
+# environment it needs, so a fresh clone needs nothing installed by hand.
+#
+#   make demo         the main job: an embedded SMTP server on 127.0.0.1, real
+#                     messages through the library and the Django app, statuses shown
+#   make test         the whole suite: lint, types, tests on the default
+#                     environment, then the Django matrix (6.0 and 6.1 on Python 3.13)
+#   make test-quick   lint, types and tests on the default environment only
+#   make bench        the benchmark suite (writes docs/benchmarks.md)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+PY313 ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python3.13)
+VENV ?= .venv
+PIP_FLAGS := --disable-pip-version-check --quiet
+
+.PHONY: demo test test-quick test-matrix lint bench venv clean
+
+# $(call make_venv,DIR,PYTHON,EXTRA-REQUIREMENT)
+define make_venv
+	@if [ ! -x $(1)/bin/python ] || [ ! -f $(1)/.installed ] || [ pyproject.toml -nt $(1)/.installed ]; then \
+		echo "==> creating $(1) with $(2) $(3)"; \
+		$(2) -m venv $(1) && \
+		$(1)/bin/pip install $(PIP_FLAGS) --upgrade pip && \
+		$(1)/bin/pip install $(PIP_FLAGS) -e '.[dev,smtp,django]' $(3) && \
+		touch $(1)/.installed; \
+	fi
+endef
+
+venv:
+	$(call make_venv,$(VENV),$(PYTHON),'django>=5.2,<5.3')
+
+demo: venv
+	$(VENV)/bin/python -m demo
+
+lint: venv
+	$(VENV)/bin/ruff check amsdal_mail django_amsdal_mail tests demo
+	$(VENV)/bin/ruff format --check amsdal_mail django_amsdal_mail tests demo
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests/type_usage.py
+
+test-quick: lint
+	$(VENV)/bin/python -m pytest
+
+test-matrix:
+	$(call make_venv,.venv-dj60,$(PY313),'django>=6.0,<6.1')
+	.venv-dj60/bin/python -m pytest
+	$(call make_venv,.venv-dj61,$(PY313),'django>=6.1,<6.2')
+	.venv-dj61/bin/python -m pytest
+
+test: test-quick test-matrix
+
+bench: venv
+	$(VENV)/bin/python -m benchmarks
+
+clean:
+	rm -rf .venv .venv-dj60 .venv-dj61 .pytest_cache .mypy_cache .ruff_cache *.egg-info
