@@ -1,0 +1,24 @@
+"""Run the demo: ``python -m demo`` (or ``make demo``)."""
+
+from __future__ import annotations
+
+from . import library
+from .server import RecordingServer
+
+REFUSALS = {
+    "nobody@example.com": "550 5.1.1 No such user here",
+    "busy@example.com": "450 4.2.1 Mailbox busy, try again later",
+}
+
+
+def main() -> None:
+    """Start the embedded server, run each part of the demo, stop the server."""
+    with RecordingServer(rcpt_replies=REFUSALS) as server:
+        print(f"Embedded SMTP server listening on {server.host}:{server.port}")
+        print("\n######## amsdal_mail library ########")
+        library.run(server)
+        print(f"\nThe server received {len(server.messages)} message(s) in total.")
+
+
+if __name__ == "__main__":
+    main()
