@@ -14,23 +14,45 @@ Recipients refused with 452 (too many recipients) get a further transaction.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
+from .exceptions import (
+    AuthenticationError,
+    NotSupportedError,
+    ProtocolError,
+    TLSError,
+    TransportError,
+)
 from .message import EmailMessage
 from .mime import render_chunks
 from .status import (
+    FAILED,
     INVALID,
     REJECTED,
+    UNKNOWN,
+    RecipientStatus,
     SendStatus,
     SMTPCode,
     SMTPReply,
     status_from_transaction,
 )
 
-__all__ = ["Envelope", "Step", "dot_stuff", "prepare_envelope", "transaction"]
+__all__ = [
+    "Connect",
+    "Envelope",
+    "RetryPolicy",
+    "advance",
+    "Sleep",
+    "Step",
+    "dot_stuff",
+    "prepare_envelope",
+    "send_flow",
+]
 
+logger = logging.getLogger("amsdal_mail.smtp")
 _BARE_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 DATA_END = b".\r\n"
 
@@ -59,13 +81,57 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Bytes for the backend to write, then ``replies`` replies to read."""
+    """Write ``payload``, then read ``replies`` replies; the flow is sent the replies."""
 
     payload: list[bytes]
     replies: int
-    #: True for the step that hands the message content to the server: a
-    #: failure after it leaves the message's fate unknown.
-    is_data: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Make sure a connection is ready; the flow is sent a :class:`Connection`.
+
+    With ``fresh`` the current connection (if any) is dropped and a new one made.
+    """
+
+    fresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What the backend tells the flow about the connection it is using."""
+
+    #: The server's EHLO keywords, lower case, with their parameters.
+    features: Mapping[str, str]
+    #: True when the connection served an earlier message (it may have gone stale).
+    reused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` before going on (backoff before a retry); the flow is sent None."""
+
+    seconds: float
+    reason: str = ""
+
+
+Action = Step | Connect | Sleep
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How temporary failures are retried: up to ``max_retries`` times, backing off.
+
+    The n-th retry waits ``backoff * 2 ** (n - 1)`` seconds, at most ``max_delay``.
+    """
+
+    max_retries: int = 0
+    backoff: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Return the wait before retry number ``attempt`` (1-based)."""
+        return float(min(self.backoff * 2 ** (attempt - 1), self.max_delay))
 
 
 def prepare_envelope(message: EmailMessage) -> Envelope:
@@ -125,24 +191,12 @@ def _size_limit(features: Mapping[str, str]) -> int:
         return 0
 
 
-def transaction(
-    envelope: Envelope,
-    features: Mapping[str, str],
-    *,
-    pipelining: bool,
-) -> Generator[Step, list[SMTPReply], SendStatus]:
-    """Run one message's SMTP transaction(s); return its status.
-
-    ``features`` are the server's EHLO keywords (lower case) and their
-    parameters. A message that cannot be sent to this server at all (too
-    large for its SIZE, SMTPUTF8 needed but not offered) is reported without
-    sending anything.
-    """
-    keys = envelope.keys
+def _unsendable(envelope: Envelope, features: Mapping[str, str]) -> SendStatus | None:
+    """Return the status of a message this server cannot take at all, else None."""
     limit = _size_limit(features)
     if limit and envelope.size > limit:
         return SendStatus.uniform(
-            keys,
+            envelope.keys,
             REJECTED,
             code=SMTPCode.EXCEEDED_STORAGE,
             response=f"message is {envelope.size} bytes, larger than the {limit} bytes the "
@@ -150,19 +204,177 @@ def transaction(
         )
     if envelope.smtputf8 and "smtputf8" not in features:
         return SendStatus.uniform(
-            keys,
+            envelope.keys,
             INVALID,
             response="an address has a non-ASCII local part, which needs SMTPUTF8, "
             "and the server does not offer it; not sent",
         )
-    pipelining = pipelining and "pipelining" in features
-    statuses: list[SendStatus] = []
+    return None
+
+
+def _retryable(error: TransportError) -> bool:
+    """Return True for errors a new attempt may cure (not TLS, AUTH or config problems)."""
+    if isinstance(error, (TLSError, AuthenticationError, NotSupportedError)):
+        return False
+    if isinstance(error, ProtocolError):
+        return 400 <= error.smtp_code < 500
+    return True
+
+
+class _Progress:
+    """How far the current transaction got (to tell a safe retry from an unknown fate)."""
+
+    __slots__ = ("data_sent", "replies")
+
+    def __init__(self) -> None:
+        self.data_sent = False
+        self.replies = 0
+
+
+def send_flow(
+    envelope: Envelope,
+    policy: RetryPolicy,
+    *,
+    pipelining: bool,
+) -> Generator[Action, object, SendStatus]:
+    """Deliver one message: connect, transact, retry what is temporary; return its status.
+
+    The backend runs the yielded actions and sends back their results, or
+    throws the :class:`TransportError` an action raised into the flow. The
+    flow then decides:
+
+    * the message data was sent but its reply never came: ``unknown``, never resent;
+    * otherwise a retryable error (connection lost, timeout, 4xx at connect) is
+      retried on a new connection, up to ``policy.max_retries`` times with
+      backoff; a reused connection that turns out dead is replaced once for free;
+    * recipients refused with 4xx (on MAIL, RCPT or DATA) are retried, only
+      they, in a new transaction; 5xx is final;
+    * anything else is raised to the caller.
+    """
+    keys = envelope.keys
+    final: dict[str, RecipientStatus] = {}
+    esp_response: str | None = None
     pending = list(envelope.recipients)
+    attempt = 0
+    fresh = False
+    free_reconnect = True
+    while True:
+        progress = _Progress()
+        reused = False
+        try:
+            connection = yield Connect(fresh)
+            assert isinstance(connection, Connection)
+            fresh, reused = False, connection.reused
+            refused = _unsendable(envelope, connection.features)
+            if refused is not None:
+                return refused
+            status = yield from _transaction(
+                envelope,
+                pending,
+                connection.features,
+                pipelining and "pipelining" in connection.features,
+                progress,
+            )
+        except TransportError as error:
+            if progress.data_sent:
+                final.update(dict.fromkeys((k for k, _ in pending), _unknown(error)))
+                return _ordered(keys, final, esp_response)
+            if not _retryable(error):
+                raise
+            fresh = True
+            if reused and free_reconnect and not progress.replies:
+                # The pooled connection died while idle: replace it, no backoff.
+                free_reconnect = False
+                logger.info("connection was closed while idle (%s); reconnecting", error)
+                continue
+            if attempt >= policy.max_retries:
+                raise
+            attempt += 1
+            delay = policy.delay(attempt)
+            logger.warning(
+                "temporary failure (%s); retry %d of %d in %.1fs",
+                error,
+                attempt,
+                policy.max_retries,
+                delay,
+            )
+            yield Sleep(delay, str(error))
+            continue
+        final.update(status.recipients)
+        esp_response = status.esp_response
+        transient = [
+            (key, addr)
+            for key, addr in pending
+            if final[key].status == FAILED and (final[key].code or 0) < 500
+        ]
+        if not transient or attempt >= policy.max_retries:
+            return _ordered(keys, final, esp_response)
+        attempt += 1
+        delay = policy.delay(attempt)
+        logger.warning(
+            "%d recipient(s) temporarily refused (%s); retry %d of %d in %.1fs",
+            len(transient),
+            final[transient[0][0]].code,
+            attempt,
+            policy.max_retries,
+            delay,
+        )
+        yield Sleep(delay, "temporary refusal")
+        # A 421 means the server is closing the connection.
+        fresh = any(final[key].code == SMTPCode.SERVICE_UNAVAILABLE for key, _ in transient)
+        pending = transient
+
+
+Flow = Generator[Action, object, SendStatus]
+
+
+def advance(
+    flow: Flow, result: object = None, error: TransportError | None = None
+) -> Action | SendStatus:
+    """Resume ``flow`` with an action's result (or its error); return the next action or the status.
+
+    Raises whatever the flow raises (a :class:`TransportError` it gave up on).
+    """
+    try:
+        if error is not None:
+            return flow.throw(error)
+        return flow.send(result)
+    except StopIteration as stop:
+        status: SendStatus = stop.value
+        return status
+
+
+def _unknown(error: TransportError) -> RecipientStatus:
+    return RecipientStatus(
+        status=UNKNOWN,
+        response="connection lost after the message data was sent; the server may or "
+        f"may not have accepted it, so it is not resent: {error}",
+    )
+
+
+def _ordered(
+    keys: list[str], recipients: dict[str, RecipientStatus], esp_response: str | None
+) -> SendStatus:
+    return SendStatus(recipients={k: recipients[k] for k in keys}, esp_response=esp_response)
+
+
+def _transaction(
+    envelope: Envelope,
+    recipients: list[tuple[str, str]],
+    features: Mapping[str, str],
+    pipelining: bool,
+    progress: _Progress,
+) -> Generator[Action, object, SendStatus]:
+    """Run SMTP transactions for ``recipients`` until each has a final answer.
+
+    Recipients refused with 452 (too many recipients) go in a further
+    transaction, as long as the previous one made progress.
+    """
+    statuses: list[SendStatus] = []
+    pending = recipients
     while pending:
-        status = yield from _one_transaction(envelope, pending, features, pipelining)
+        status = yield from _one_transaction(envelope, pending, features, pipelining, progress)
         statuses.append(status)
-        # 452 "too many recipients": the rest go in a further transaction, as
-        # long as this one made progress (otherwise the refusal stands).
         retry = [
             (key, addr)
             for key, addr in pending
@@ -171,14 +383,10 @@ def transaction(
         if not retry or len(retry) == len(pending):
             break
         pending = retry
-    return _combine(keys, statuses)
-
-
-def _combine(keys: list[str], statuses: list[SendStatus]) -> SendStatus:
     if len(statuses) == 1:
         return statuses[0]
     result = SendStatus(esp_response=statuses[-1].esp_response)
-    for key in keys:
+    for key, _ in recipients:
         # A later transaction's answer supersedes an earlier 452.
         for st in reversed(statuses):
             if key in st.recipients:
@@ -187,54 +395,72 @@ def _combine(keys: list[str], statuses: list[SendStatus]) -> SendStatus:
     return result
 
 
+def _replies(step: Step, progress: _Progress) -> Generator[Action, object, list[SMTPReply]]:
+    replies = yield step
+    assert isinstance(replies, list)
+    progress.replies += len(replies)
+    return replies
+
+
 def _one_transaction(
     envelope: Envelope,
     recipients: list[tuple[str, str]],
     features: Mapping[str, str],
     pipelining: bool,
-) -> Generator[Step, list[SMTPReply], SendStatus]:
+    progress: _Progress,
+) -> Generator[Action, object, SendStatus]:
     encoding = "utf-8" if envelope.smtputf8 else "ascii"
     mail = _mail_command(envelope, features)
     rcpts = [f"RCPT TO:<{addr}>\r\n".encode(encoding) for _, addr in recipients]
     keys = [key for key, _ in recipients]
+
+    def send_data() -> Generator[Action, object, SMTPReply]:
+        yield Step(dot_stuff(envelope.chunks), 0)
+        # Every byte of the message is with the server now: if its reply
+        # never comes, the message's fate is unknown and it must not be resent.
+        progress.data_sent = True
+        (reply,) = yield from _replies(Step([], 1), progress)
+        return reply
+
     data_reply: SMTPReply | None
     if pipelining:
-        replies = yield Step([mail, *rcpts, b"DATA\r\n"], len(rcpts) + 2)
+        replies = yield from _replies(Step([mail, *rcpts, b"DATA\r\n"], len(rcpts) + 2), progress)
         mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
         accepted = mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)
         if data_reply.code == SMTPCode.START_INPUT:
             if accepted:
-                (data_reply,) = yield Step(dot_stuff(envelope.chunks), 1, is_data=True)
+                data_reply = yield from send_data()
             else:
                 # RFC 2920: DATA was accepted with no valid recipient; send an
                 # empty message so the server discards the transaction.
-                yield Step([DATA_END], 1)
+                yield from _replies(Step([DATA_END], 1), progress)
                 data_reply = None
         elif not accepted:
             data_reply = None
-        if data_reply is None or not data_reply.is_positive:
-            yield Step([b"RSET\r\n"], 1)
     else:
-        (mail_reply,) = yield Step([mail], 1)
-        if not mail_reply.is_positive:
-            yield Step([b"RSET\r\n"], 1)
-            return status_from_transaction(
-                keys, mail_reply=mail_reply, rcpt_replies={}, data_reply=None
-            )
+        (mail_reply,) = yield from _replies(Step([mail], 1), progress)
         rcpt_replies = []
-        for command in rcpts:
-            (reply,) = yield Step([command], 1)
-            rcpt_replies.append(reply)
         data_reply = None
-        if any(r.is_positive for r in rcpt_replies):
-            (data_reply,) = yield Step([b"DATA\r\n"], 1)
-            if data_reply.code == SMTPCode.START_INPUT:
-                (data_reply,) = yield Step(dot_stuff(envelope.chunks), 1, is_data=True)
-        if data_reply is None or not data_reply.is_positive:
-            yield Step([b"RSET\r\n"], 1)
+        if mail_reply.is_positive:
+            for command in rcpts:
+                (reply,) = yield from _replies(Step([command], 1), progress)
+                rcpt_replies.append(reply)
+            if any(r.is_positive for r in rcpt_replies):
+                (data_reply,) = yield from _replies(Step([b"DATA\r\n"], 1), progress)
+                if data_reply.code == SMTPCode.START_INPUT:
+                    data_reply = yield from send_data()
+    closing = SMTPCode.SERVICE_UNAVAILABLE in {
+        mail_reply.code,
+        *(r.code for r in rcpt_replies),
+        data_reply.code if data_reply else 0,
+    }
+    if (data_reply is None or not data_reply.is_positive) and not closing:
+        # End the failed transaction so the connection can serve the next one.
+        yield from _replies(Step([b"RSET\r\n"], 1), progress)
+    if not mail_reply.is_positive:
+        rcpt_map: dict[str, SMTPReply] = {}
+    else:
+        rcpt_map = dict(zip(keys, rcpt_replies, strict=True))
     return status_from_transaction(
-        keys,
-        mail_reply=mail_reply,
-        rcpt_replies=dict(zip(keys, rcpt_replies, strict=True)),
-        data_reply=data_reply,
+        keys, mail_reply=mail_reply, rcpt_replies=rcpt_map, data_reply=data_reply
     )

@@ -43,6 +43,10 @@ class BaseBackend:
     def close(self) -> None:
         """Close the connection if open. Never raises for an already dead one."""
 
+    def _is_open(self) -> bool:
+        """Return True while a connection opened by :meth:`open` is held."""
+        return False
+
     async def aopen(self) -> bool:
         """Async twin of :meth:`open`."""
         return self.open()
@@ -118,26 +122,26 @@ class BaseBackend:
         batch = self._validate_batch(messages)
         if not batch:
             return SendStatus()
-        statuses: list[SendStatus] = []
+        for message in batch:
+            message.status = None
+        was_open = self._is_open()
         try:
-            opened = self.open()
-            try:
-                for message in batch:
-                    message.status = None
-                    try:
-                        message.status = self._send(message)
-                    except TransportError as exc:
-                        self._failed(message, exc)
-                        raise
-                    statuses.append(message.status)
-            finally:
-                if opened:
-                    self.close()
+            for message in batch:
+                try:
+                    message.status = self._send(message)
+                except TransportError as exc:
+                    self._failed(message, exc)
+                    raise
         except TransportError as exc:
             for message in batch:
-                statuses.append(self._failed(message, exc)) if message.status is None else None
+                if message.status is None:
+                    self._failed(message, exc)
             if not self.fail_silently:
                 raise
+        finally:
+            if not was_open:
+                # Close only what this call opened (a connection made on demand).
+                self.close()
         return SendStatus.merge(m.status for m in batch if m.status is not None)
 
     async def asend_messages(

@@ -15,7 +15,8 @@ import smtplib
 import socket
 import ssl
 import threading
-from collections.abc import Generator, Mapping
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import SMTPSettings, resolve_smtp_settings
@@ -32,8 +33,17 @@ from ..exceptions import (
     TransportError,
 )
 from ..message import EmailMessage
-from ..protocol import Step, prepare_envelope, transaction
-from ..status import UNKNOWN, SendStatus, SMTPReply
+from ..protocol import (
+    Action,
+    Connect,
+    Connection,
+    RetryPolicy,
+    Sleep,
+    advance,
+    prepare_envelope,
+    send_flow,
+)
+from ..status import SendStatus, SMTPCode, SMTPReply
 from .base import BaseBackend
 
 if TYPE_CHECKING:
@@ -99,10 +109,11 @@ class SMTPBackend(BaseBackend):
                     "use_ssl=True (port 465), or allow_insecure_auth=True "
                     "(AMSDAL_EMAIL_ALLOW_INSECURE_AUTH) if you really mean it"
                 )
+        self._policy = RetryPolicy(max_retries=s.max_retries, backoff=s.retry_backoff)
         self._connection: smtplib.SMTP | None = None
+        self._used = False  # the connection has served a message
         self._lock = threading.RLock()
-        self._aconnection: aiosmtplib.SMTP | None = None
-        self._aconnection_features: dict[str, str] = {}
+        self._achannel: _AsyncChannel | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings!r}>"
@@ -114,6 +125,11 @@ class SMTPBackend(BaseBackend):
 
     def _translate(self, exc: BaseException) -> TransportError:
         """Return the amsdal_mail error for an smtplib/aiosmtplib/socket error."""
+        error = self._translate_error(exc)
+        error.__suppress_context__ = True
+        return error
+
+    def _translate_error(self, exc: BaseException) -> TransportError:
         if isinstance(exc, TransportError):
             return exc
         where = self._where()
@@ -141,42 +157,47 @@ class SMTPBackend(BaseBackend):
             return ProtocolError(code, f"{text} (from {where})")
         return ConnectError(f"could not talk to {where}: {exc}")
 
-    # --- sync connection -----------------------------------------------------
+    # --- sync ------------------------------------------------------------------
+
+    def _connect(self) -> smtplib.SMTP:
+        """Return a new connection with TLS and AUTH done, or raise TransportError."""
+        s = self.settings
+        context = s.make_ssl_context() if s.is_encrypted else None
+        local = s.local_hostname or _local_hostname()
+        timeout: Any = s.timeout  # None: blocking, as smtplib takes it
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.use_ssl:
+                conn = _BoundedSMTPSSL(
+                    s.host, s.port, local_hostname=local, timeout=timeout, context=context
+                )
+            else:
+                conn = _BoundedSMTP(s.host, s.port, local_hostname=local, timeout=timeout)
+            conn.ehlo_or_helo_if_needed()
+            if s.use_tls:
+                if not conn.has_extn("starttls"):
+                    raise NotSupportedError(
+                        f"{self._where()} does not offer STARTTLS, and use_tls is set; "
+                        "not falling back to an unencrypted connection"
+                    )
+                conn.starttls(context=context)
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, s.password or "")
+        except (OSError, smtplib.SMTPException) as exc:
+            if conn is not None:
+                conn.close()
+            raise self._translate(exc) from None
+        return conn
 
     def open(self) -> bool:
         """Connect, STARTTLS and log in if needed; return True if this call connected."""
         with self._lock:
             if self._connection is not None:
                 return False
-            s = self.settings
-            context = s.make_ssl_context() if s.is_encrypted else None
-            local = s.local_hostname or _local_hostname()
-            timeout: Any = s.timeout
-            conn: smtplib.SMTP | None = None
-            try:
-                if s.use_ssl:
-                    conn = smtplib.SMTP_SSL(
-                        s.host, s.port, local_hostname=local, timeout=timeout, context=context
-                    )
-                else:
-                    conn = smtplib.SMTP(s.host, s.port, local_hostname=local, timeout=timeout)
-                conn.ehlo_or_helo_if_needed()
-                if s.use_tls:
-                    if not conn.has_extn("starttls"):
-                        raise NotSupportedError(
-                            f"{self._where()} does not offer STARTTLS, and use_tls is set; "
-                            "not falling back to an unencrypted connection"
-                        )
-                    conn.starttls(context=context)
-                    conn.ehlo()
-                if s.username:
-                    conn.login(s.username, s.password or "")
-            except (OSError, smtplib.SMTPException) as exc:
-                if conn is not None:
-                    conn.close()
-                raise self._translate(exc) from None
             # Publish the connection only once TLS and AUTH succeeded.
-            self._connection = conn
+            self._connection = self._connect()
+            self._used = False
             return True
 
     def close(self) -> None:
@@ -190,47 +211,121 @@ class SMTPBackend(BaseBackend):
             except (OSError, smtplib.SMTPException):
                 conn.close()
 
-    def _run(self, conn: smtplib.SMTP, flow: _DataWatch) -> SendStatus:
-        """Drive a transaction over an smtplib connection."""
-        try:
-            step = next(flow)
-            while True:
-                for chunk in step.payload:
-                    conn.send(chunk)
-                replies = []
-                for _ in range(step.replies):
-                    code, text = conn.getreply()
-                    replies.append(SMTPReply(code, text.decode("utf-8", "replace")))
-                step = flow.send(replies)
-        except StopIteration as stop:
-            result: SendStatus = stop.value
-            return result
+    def _is_open(self) -> bool:
+        return self._connection is not None
+
+    def _drop(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            conn.close()
+
+    def _perform(self, action: Action) -> object:
+        """Carry out one action of a send flow on the sync connection."""
+        if isinstance(action, Sleep):
+            time.sleep(action.seconds)
+            return None
+        if isinstance(action, Connect):
+            if action.fresh:
+                self._drop()
+            reused = self._connection is not None and self._used
+            if self._connection is None:
+                self._connection = self._connect()
+                self._used = False
+            return Connection(_features(self._connection.esmtp_features), reused)
+        conn = self._connection
+        if conn is None:
+            raise ServerDisconnectedError(f"{self._where()}: not connected")
+        self._used = True
+        for chunk in action.payload:
+            conn.send(chunk)
+        replies = []
+        for _ in range(action.replies):
+            code, text = conn.getreply()
+            replies.append(SMTPReply(code, text.decode("utf-8", "replace")))
+        if any(r.code == SMTPCode.SERVICE_UNAVAILABLE for r in replies):
+            self._drop()  # 421: the server is closing this connection
+        return replies
 
     def _send(self, message: EmailMessage) -> SendStatus:
         envelope = prepare_envelope(message)
+        flow = send_flow(envelope, self._policy, pipelining=True)
         with self._lock:
-            conn = self._connection
-            if conn is None:
-                raise ConnectError("not connected; call open() first")
-            features = _features(conn.esmtp_features)
-            watched = _DataWatch(transaction(envelope, features, pipelining=True))
+            outcome = advance(flow)
+            while True:
+                assert not isinstance(outcome, SendStatus)
+                try:
+                    result = self._perform(outcome)
+                except (OSError, smtplib.SMTPException) as exc:
+                    self._drop()
+                    outcome = advance(flow, error=self._translate(exc))
+                else:
+                    outcome = advance(flow, result)
+                if isinstance(outcome, SendStatus):
+                    _log_status(envelope.keys, outcome)
+                    return outcome
+
+    # --- async -----------------------------------------------------------------
+
+    async def aopen(self) -> bool:
+        """Async twin of :meth:`open`."""
+        if self._achannel is not None and self._achannel.client is not None:
+            return False
+        channel = _AsyncChannel(self)
+        await channel.connect()
+        self._achannel = channel
+        return True
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        channel, self._achannel = self._achannel, None
+        if channel is not None:
+            await channel.quit()
+
+    async def _asend_batch(self, batch: list[EmailMessage], concurrency: int) -> None:
+        for message in batch:
+            message.status = None
+        queue = list(reversed(batch))
+        shared = self._achannel
+
+        async def worker(channel: _AsyncChannel, own: bool) -> None:
             try:
-                status = self._run(conn, watched)
-            except (OSError, smtplib.SMTPException) as exc:
-                self._connection = None
-                conn.close()
-                error = self._translate(exc)
-                if watched.data_sent:
-                    message.status = _unknown_status(envelope.keys, error)
-                raise error from None
-        _log_status(envelope.keys, status)
-        return status
+                while queue:
+                    message = queue.pop()
+                    try:
+                        message.status = await channel.send(message)
+                    except TransportError as exc:
+                        self._failed(message, exc)
+                        raise
+            finally:
+                if own:
+                    await channel.quit()
 
-    # --- async connection ----------------------------------------------------
+        workers = [
+            worker(shared, False)
+            if i == 0 and shared is not None
+            else worker(_AsyncChannel(self), True)
+            for i in range(min(concurrency, len(batch)))
+        ]
+        results = await asyncio.gather(*workers, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
-    async def _aconnect(self) -> tuple[aiosmtplib.SMTP, dict[str, str]]:
+
+class _AsyncChannel:
+    """One aiosmtplib connection and the flows it runs (the async twin of the sync path)."""
+
+    def __init__(self, backend: SMTPBackend) -> None:
+        self.backend = backend
+        self.client: aiosmtplib.SMTP | None = None
+        self.features: dict[str, str] = {}
+        self.used = False
+        self.lock = asyncio.Lock()
+
+    async def connect(self) -> None:
         aiosmtplib = _import_aiosmtplib()
-        s = self.settings
+        backend = self.backend
+        s = backend.settings
         context = s.make_ssl_context() if s.is_encrypted else None
         local = s.local_hostname or await asyncio.to_thread(_local_hostname)
         # Pass both TLS flags explicitly: left unset, aiosmtplib upgrades
@@ -250,7 +345,7 @@ class SMTPBackend(BaseBackend):
             if s.use_tls:
                 if not client.supports_extension("starttls"):
                     raise NotSupportedError(
-                        f"{self._where()} does not offer STARTTLS, and use_tls is set; "
+                        f"{backend._where()} does not offer STARTTLS, and use_tls is set; "
                         "not falling back to an unencrypted connection"
                     )
                 await client.starttls(tls_context=context)
@@ -259,132 +354,158 @@ class SMTPBackend(BaseBackend):
                 await client.login(s.username, s.password or "")
         except (OSError, aiosmtplib.SMTPException) as exc:
             client.close()
-            raise self._translate(exc) from None
-        return client, _features(client.esmtp_extensions)
+            raise backend._translate(exc) from None
+        self.client = client
+        self.features = _features(client.esmtp_extensions)
+        self.used = False
 
-    async def aopen(self) -> bool:
-        """Async twin of :meth:`open`."""
-        if self._aconnection is not None:
-            return False
-        self._aconnection, self._aconnection_features = await self._aconnect()
-        return True
-
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        client, self._aconnection = self._aconnection, None
+    def drop(self) -> None:
+        client, self.client = self.client, None
         if client is not None:
-            await _aquit(client)
+            client.close()
 
-    async def _arun(self, client: aiosmtplib.SMTP, flow: _DataWatch) -> SendStatus:
-        protocol = client.protocol
-        if protocol is None:
-            raise ServerDisconnectedError(f"{self._where()}: not connected")
-        timeout = self.settings.timeout
+    async def quit(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
         try:
-            step = next(flow)
-            while True:
-                replies = []
-                # aiosmtplib's protocol keeps one reply at a time, so steps are
-                # never pipelined here (the flow is built with pipelining=False).
-                for chunk in step.payload:
-                    protocol.write(chunk)
-                for _ in range(step.replies):
-                    response = await protocol.read_response(timeout=timeout)
-                    replies.append(SMTPReply(response.code, response.message))
-                step = flow.send(replies)
-        except StopIteration as stop:
-            result: SendStatus = stop.value
-            return result
+            if client.is_connected:
+                await client.quit()
+        except Exception:  # noqa: BLE001 - QUIT on a dying connection is not an error
+            client.close()
 
-    async def _asend_on(
-        self, client: aiosmtplib.SMTP, features: dict[str, str], message: EmailMessage
-    ) -> SendStatus:
+    async def perform(self, action: Action) -> object:
+        """Carry out one action of a send flow on this connection."""
+        if isinstance(action, Sleep):
+            await asyncio.sleep(action.seconds)
+            return None
+        if isinstance(action, Connect):
+            if action.fresh:
+                self.drop()
+            reused = self.client is not None and self.used
+            if self.client is None:
+                await self.connect()
+            return Connection(self.features, reused)
+        protocol = self.client.protocol if self.client is not None else None
+        if protocol is None:
+            raise ServerDisconnectedError(f"{self.backend._where()}: not connected")
+        self.used = True
+        # aiosmtplib's protocol holds one parsed reply at a time, so commands
+        # are not pipelined here (the flow is built with pipelining=False).
+        for chunk in action.payload:
+            protocol.write(chunk)
+        replies = []
+        for _ in range(action.replies):
+            response = await protocol.read_response(timeout=self.backend.settings.timeout)
+            replies.append(SMTPReply(response.code, response.message))
+        if any(r.code == SMTPCode.SERVICE_UNAVAILABLE for r in replies):
+            self.drop()  # 421: the server is closing this connection
+        return replies
+
+    async def send(self, message: EmailMessage) -> SendStatus:
+        """Send one message over this connection (reconnecting as the flow asks)."""
         aiosmtplib = _import_aiosmtplib()
         envelope = prepare_envelope(message)
-        watched = _DataWatch(transaction(envelope, features, pipelining=False))
-        try:
-            status = await self._arun(client, watched)
-        except (OSError, aiosmtplib.SMTPException) as exc:
-            client.close()
-            error = self._translate(exc)
-            if watched.data_sent:
-                message.status = _unknown_status(envelope.keys, error)
-            raise error from None
-        _log_status(envelope.keys, status)
-        return status
+        flow = send_flow(envelope, self.backend._policy, pipelining=False)
+        async with self.lock:
+            outcome = advance(flow)
+            while True:
+                assert not isinstance(outcome, SendStatus)
+                try:
+                    result = await self.perform(outcome)
+                except (OSError, aiosmtplib.SMTPException) as exc:
+                    self.drop()
+                    outcome = advance(flow, error=self.backend._translate(exc))
+                else:
+                    outcome = advance(flow, result)
+                if isinstance(outcome, SendStatus):
+                    _log_status(envelope.keys, outcome)
+                    return outcome
 
-    async def _asend_batch(self, batch: list[EmailMessage], concurrency: int) -> None:
-        for message in batch:
-            message.status = None
-        queue = list(reversed(batch))
-        shared = self._aconnection
-        workers = min(concurrency, len(batch))
 
-        async def worker(index: int) -> None:
-            own = index > 0 or shared is None
-            if own:
-                client, features = await self._aconnect()
-            else:
-                assert shared is not None
-                client, features = shared, self._aconnection_features
+class _BoundedReplies(smtplib.SMTP):
+    """smtplib.SMTP whose replies are read against a deadline.
+
+    smtplib applies ``timeout`` to each socket read, so a server that trickles
+    a reply one byte at a time can hold it forever. Here ``timeout`` bounds
+    the whole reply. Bytes received before STARTTLS completes are discarded,
+    so nothing sent in plain text can pose as a reply under TLS.
+    """
+
+    _buffer: bytearray
+
+    def getreply(self) -> tuple[int, bytes]:
+        """Return (code, text) of the next reply, read within ``timeout`` seconds."""
+        timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lines: list[bytes] = []
+        code = -1
+        while True:
+            line = self._readline(deadline)
+            if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
+                self.close()
+                raise smtplib.SMTPResponseException(500, "Line too long.")
+            lines.append(line[4:].strip(b" \t\r\n"))
             try:
-                while queue:
-                    message = queue.pop()
-                    try:
-                        message.status = await self._asend_on(client, features, message)
-                    except TransportError as exc:
-                        self._failed(message, exc)
-                        raise
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        return code, b"\n".join(lines)
+
+    def _readline(self, deadline: float | None) -> bytes:
+        buffer = self.__dict__.setdefault("_buffer", bytearray())
+        sock = self.sock
+        while True:
+            end = buffer.find(b"\n")
+            if end != -1:
+                line = bytes(buffer[: end + 1])
+                del buffer[: end + 1]
+                return line
+            if sock is None:
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.close()
+                    raise TimeoutError(f"no complete reply within {self.timeout}s")
+                sock.settimeout(remaining)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                self.close()
+                raise TimeoutError(f"no complete reply within {self.timeout}s") from None
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(
+                    f"Connection unexpectedly closed: {exc}"
+                ) from None
             finally:
-                if own:
-                    await _aquit(client)
-                elif not client.is_connected:
-                    self._aconnection = None
+                if deadline is not None and self.sock is not None:
+                    self.sock.settimeout(self.timeout)
+            if not data:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            buffer += data
+            if len(buffer) > 1 << 20:
+                self.close()
+                raise smtplib.SMTPResponseException(500, "Reply too long.")
 
-        results = await asyncio.gather(*(worker(i) for i in range(workers)), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-
-class _DataWatch:
-    """Wrap a transaction flow and remember whether the data step was reached."""
-
-    def __init__(self, flow: Generator[Step, list[SMTPReply], SendStatus]) -> None:
-        self._flow = flow
-        self.data_sent = False
-
-    def __iter__(self) -> _DataWatch:
-        return self
-
-    def __next__(self) -> Step:
-        return self._note(next(self._flow))
-
-    def send(self, replies: list[SMTPReply]) -> Step:
-        return self._note(self._flow.send(replies))
-
-    def _note(self, step: Step) -> Step:
-        if step.is_data:
-            self.data_sent = True
-        return step
+    def starttls(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        """Upgrade to TLS, discarding anything the server sent before the handshake."""
+        result = super().starttls(*args, **kwargs)
+        self.__dict__.setdefault("_buffer", bytearray()).clear()
+        return result
 
 
-def _unknown_status(keys: list[str], error: TransportError) -> SendStatus:
-    """Return the status of a message whose data was sent but never answered."""
-    return SendStatus.uniform(
-        keys,
-        UNKNOWN,
-        response="connection lost after the message data was sent; the server may or "
-        f"may not have accepted it, so it is not resent: {error}",
-    )
+class _BoundedSMTP(_BoundedReplies):
+    """Plain/STARTTLS connection with deadline-bounded replies."""
 
 
-async def _aquit(client: aiosmtplib.SMTP) -> None:
-    try:
-        if client.is_connected:
-            await client.quit()
-    except Exception:  # noqa: BLE001 - QUIT on a dying connection is not an error
-        client.close()
+class _BoundedSMTPSSL(_BoundedReplies, smtplib.SMTP_SSL):
+    """Implicit-TLS connection with deadline-bounded replies."""
 
 
 def _log_status(keys: list[str], status: SendStatus) -> None:
