@@ -250,12 +250,16 @@ def _multipart(subtype: str, parts: list[list[bytes]]) -> list[bytes]:
     if len(parts) == 1 and subtype != "mixed":
         return parts[0]
     boundary = "===============" + secrets.token_hex(12)
-    delimiter = f"--{boundary}\r\n".encode("ascii")
+    # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1), so
+    # each one after a part starts with an extra CRLF; otherwise a part would
+    # lose the line break it ends with.
+    first = f"--{boundary}\r\n".encode("ascii")
+    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
     out = [f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii")]
-    for part in parts:
-        out.append(delimiter)
+    for index, part in enumerate(parts):
+        out.append(delimiter if index else first)
         out.extend(part)
-    out.append(f"--{boundary}--\r\n".encode("ascii"))
+    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return out
 
 
