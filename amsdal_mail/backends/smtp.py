@@ -133,11 +133,10 @@ class SMTPBackend(BaseBackend):
         if isinstance(exc, TransportError):
             return exc
         where = self._where()
-        cause: BaseException | None = exc
-        while cause is not None:
+        chain = _causes(exc)
+        for cause in chain:
             if isinstance(cause, ssl.SSLError):
                 return TLSError(f"TLS with {where} failed: {cause}")
-            cause = cause.__cause__
         name = type(exc).__name__
         code = getattr(exc, "smtp_code", None) or getattr(exc, "code", None)
         text = getattr(exc, "smtp_error", None) or getattr(exc, "message", None) or str(exc)
@@ -147,11 +146,15 @@ class SMTPBackend(BaseBackend):
             return AuthenticationError(code or 535, text)
         if "NotSupported" in name:
             return NotSupportedError(f"{where}: {text}")
-        if isinstance(exc, TimeoutError) or "Timeout" in name:
+        # aiosmtplib wraps a timeout or a hang-up before the greeting in
+        # SMTPConnectError, and smtplib wraps socket errors in
+        # SMTPServerDisconnected: the underlying cause decides, so the twins
+        # raise the same error for the same event.
+        if any(isinstance(c, TimeoutError) or "Timeout" in type(c).__name__ for c in chain):
             return MailTimeoutError(
                 f"timed out after {self.settings.timeout}s talking to {where}: {exc}"
             )
-        if "Disconnected" in name:
+        if any("Disconnected" in type(c).__name__ for c in chain):
             return ServerDisconnectedError(f"{where} closed the connection: {text}")
         if isinstance(code, int) and code > 0:
             return ProtocolError(code, f"{text} (from {where})")
@@ -183,6 +186,8 @@ class SMTPBackend(BaseBackend):
                 conn.starttls(context=context)
                 conn.ehlo()
             if s.username:
+                if not conn.has_extn("auth"):
+                    raise NotSupportedError(_no_auth(self._where()))
                 conn.login(s.username, s.password or "")
         except (OSError, smtplib.SMTPException) as exc:
             if conn is not None:
@@ -312,6 +317,26 @@ class SMTPBackend(BaseBackend):
                 raise result
 
 
+def _no_auth(where: str) -> str:
+    return (
+        f"{where} does not offer AUTH, and a username is set; remove the username "
+        "or use a server (or TLS mode) that offers AUTH"
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """Return ``exc`` and the exceptions it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
+    return chain
+
+
 class _AsyncChannel:
     """One aiosmtplib connection and the flows it runs (the async twin of the sync path)."""
 
@@ -351,6 +376,8 @@ class _AsyncChannel:
                 await client.starttls(tls_context=context)
                 await client.ehlo()
             if s.username:
+                if not client.supports_extension("auth"):
+                    raise NotSupportedError(_no_auth(backend._where()))
                 await client.login(s.username, s.password or "")
         except (OSError, aiosmtplib.SMTPException) as exc:
             client.close()
