@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 import pytest
 import trustme
 
+from amsdal_mail import BaseBackend, EmailMessage, SendStatus, asend_mail, send_mail
 from tests.smtpd import RecordingServer, ServerFactory
 
 # -- TLS certificates ----------------------------------------------------------------
@@ -108,3 +112,87 @@ def smtp_server(server_ssl_context: ssl.SSLContext) -> Iterator[ServerFactory]:
             return servers.enter_context(RecordingServer(**options))
 
         yield start
+
+
+# -- sync and async sending through one interface -------------------------------------
+
+
+class Sender:
+    """Drive a backend through its sync or its async API with the same calls.
+
+    Tests are written once against this interface and run for both twins
+    (the ``sender`` fixture). The sync calls block the test's event loop,
+    which is harmless: the test servers run in threads of their own.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    @property
+    def is_async(self) -> bool:
+        """Return True for the aiosmtplib twin."""
+        return self.mode == "async"
+
+    async def send(self, connection: BaseBackend, messages: Sequence[EmailMessage]) -> SendStatus:
+        """Send ``messages`` with ``send_messages`` or ``asend_messages``."""
+        if self.is_async:
+            return await connection.asend_messages(messages)
+        return connection.send_messages(messages)
+
+    async def send_mail(self, *args: Any, **kwargs: Any) -> SendStatus:
+        """Call ``send_mail`` or ``asend_mail`` with the same arguments."""
+        if self.is_async:
+            return await asend_mail(*args, **kwargs)
+        return send_mail(*args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def connected(self, connection: BaseBackend) -> AsyncIterator[BaseBackend]:
+        """Hold one connection open: ``with connection`` or ``async with connection``."""
+        if self.is_async:
+            async with connection as opened:
+                yield opened
+        else:
+            with connection as opened:
+                yield opened
+
+    def __repr__(self) -> str:
+        return f"<Sender {self.mode}>"
+
+
+@pytest.fixture(params=["sync", "async"])
+def sender(request: pytest.FixtureRequest) -> Sender:
+    """The sync (smtplib) or the async (aiosmtplib) way of sending."""
+    return Sender(request.param)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of a socket that completes TCP handshakes but never says a word.
+
+    The socket listens and never accepts: the kernel finishes the handshake for
+    queued connections, so a client connects and then waits for a greeting that
+    never comes.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield "127.0.0.1", listener.getsockname()[1]
+
+
+@pytest.fixture
+def dropping_server() -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of a server that accepts one connection and closes it at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(5)
+
+        def accept_and_close() -> None:
+            with contextlib.suppress(OSError):
+                connection, _ = listener.accept()
+                connection.close()
+
+        thread = threading.Thread(target=accept_and_close, daemon=True)
+        thread.start()
+        yield "127.0.0.1", listener.getsockname()[1]
+        thread.join(5)
