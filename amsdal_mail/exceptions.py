@@ -118,6 +118,12 @@ class MailTimeoutError(TransportError, TimeoutError):
 class TLSError(TransportError, ssl.SSLError):
     """The TLS handshake failed, or the certificate was not trusted."""
 
+    def __str__(self) -> str:
+        # ssl.SSLError shows a lone argument as a tuple: "('message',)".
+        if len(self.args) == 1:
+            return str(self.args[0])
+        return super().__str__()
+
 
 class AuthenticationError(_ReplyMixin, TransportError, smtplib.SMTPAuthenticationError):
     """The server refused the username/password (``smtp_code`` is usually 535)."""
