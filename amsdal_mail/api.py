@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,14 +29,28 @@ BACKENDS: dict[str, str] = {
 def register_backend(name: str, backend: type[BaseBackend] | str) -> None:
     """Make ``name`` usable with :func:`get_connection` for ``backend``.
 
-    ``backend`` is a :class:`BaseBackend` subclass or its dotted path.
+    ``backend`` is a :class:`BaseBackend` subclass or its dotted path. A class
+    is recorded by its dotted path, so it must be defined at module level.
+
+    Raises:
+        ConfigurationError: a bad name, a class that is not a BaseBackend
+            subclass, or one that cannot be found again by its dotted path.
     """
     if not name or "." in name:
         raise ConfigurationError(f"a backend short name must be non-empty without dots: {name!r}")
     if isinstance(backend, type):
         if not issubclass(backend, BaseBackend):
             raise ConfigurationError(f"{backend!r} is not an amsdal_mail BaseBackend subclass")
-        backend = f"{backend.__module__}.{backend.__qualname__}"
+        path = f"{backend.__module__}.{backend.__qualname__}"
+        module = sys.modules.get(backend.__module__)
+        if getattr(module, backend.__qualname__, None) is not backend:
+            # A class defined in a function or nested in a class would only
+            # fail later, in get_connection(); say so now.
+            raise ConfigurationError(
+                f"backend class {backend.__qualname__!r} cannot be loaded by its dotted path "
+                f"{path!r}; define it at module level"
+            )
+        backend = path
     BACKENDS[name] = backend
 
 
