@@ -1,0 +1,318 @@
+"""Write the results: ``docs/benchmarks.md`` (tables, targets, machine) and a PNG chart."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+BASELINE = "django"  # every ratio is to Django's SMTP backend, measured in the same run
+
+
+@dataclass
+class Results:
+    """Everything one run measured, and how."""
+
+    options: dict[str, Any]
+    command: str
+    #: sink name -> profile name -> sender name -> msgs/s per repetition
+    network: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    sink_titles: dict[str, str] = field(default_factory=dict)
+    #: profile name -> renderer -> {"render": [...], "build_render": [...]}
+    rendering: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    #: mode -> peak RSS in bytes
+    rss: dict[str, int] = field(default_factory=dict)
+    sender_labels: dict[str, str] = field(default_factory=dict)
+    profile_titles: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    postfix_version: str = ""
+    seconds: float = 0.0
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _fmt_rate(values: list[float]) -> str:
+    if not values:
+        return "—"
+    return f"{_median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def _ratio(values: list[float], base: list[float]) -> float | None:
+    if not values or not base:
+        return None
+    return _median(values) / _median(base)
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "—" if r is None else f"{r:.2f}x"
+
+
+def machine() -> list[tuple[str, str]]:
+    """Return (what, value) rows describing this machine and the versions used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    rows = [
+        ("CPU", cpu),
+        ("cores", f"{os.cpu_count()} (load average at the end: {_loadavg()})"),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+    ]
+    for dist in ("amsdal-mail", "Django", "aiosmtplib", "aiosmtpd", "matplotlib"):
+        try:
+            rows.append((dist, metadata.version(dist)))
+        except metadata.PackageNotFoundError:
+            rows.append((dist, "not installed"))
+    return rows
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    measured: float | None
+    goal: float
+    lower_is_better: bool = False
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        if self.lower_is_better:
+            return self.measured <= self.goal
+        return self.measured >= self.goal
+
+
+def targets(res: Results) -> list[Target]:
+    """Return the issue's targets with what this run measured."""
+    net = res.network.get("smtp-sink", {})
+
+    def net_ratio(profile: str, sender: str) -> float | None:
+        rows = net.get(profile, {})
+        return _ratio(rows.get(sender, []), rows.get(BASELINE, []))
+
+    def render_ratio(profile: str) -> float | None:
+        rows = res.rendering.get(profile, {})
+        return _ratio(
+            rows.get("ours", {}).get("render", []), rows.get("django", {}).get("render", [])
+        )
+
+    out = []
+    for sender, label in (("ours-sync", "library sync"), ("ours-django", "Django backend")):
+        if any(sender in rows for rows in net.values()):
+            out.append(Target(f"{label}, 1 connection, small", net_ratio("small", sender), 1.5))
+            out.append(
+                Target(f"{label}, 1 connection, attachment", net_ratio("attachment", sender), 3.0)
+            )
+    k = res.options.get("concurrency")
+    out.append(
+        Target(f"library async, {k} connections, small", net_ratio("small", "ours-async-bulk"), 3.0)
+    )
+    out.append(Target("rendering, small", render_ratio("small"), 1.0))
+    out.append(Target("rendering, attachment", render_ratio("attachment"), 3.0))
+    ours, django = res.rss.get("ours-sync"), res.rss.get("django")
+    rss_ratio = ours / django if ours and django else None
+    out.append(Target("peak RSS, large attachment (ours / Django)", rss_ratio, 0.5, True))
+    return out
+
+
+def write_markdown(res: Results, path: Path, chart: Path | None) -> None:
+    """Write the report to ``path``."""
+    o = res.options
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`python -m benchmarks`); do not edit by hand.",
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M UTC} in {res.seconds:.0f} s: "
+        f"`{res.command}`.",
+        "",
+        "Every figure is the median over the repetitions, with min–max in brackets; the "
+        "senders' repetitions are interleaved (each repetition runs every sender once, in "
+        "a rotating order), and messages are built before the timer starts. Ratios are to "
+        "**Django's SMTP backend** measured in the same run. A run counts only if every "
+        "message was accepted.",
+        "",
+    ]
+    if chart is not None:
+        lines += [f"![benchmark chart]({chart.name})", ""]
+    lines += [
+        "## Targets (against smtp-sink)",
+        "",
+        "| target | goal | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for t in targets(res):
+        goal = f"≤ {t.goal:g}x" if t.lower_is_better else f"≥ {t.goal:g}x"
+        met = {True: "yes", False: "**no**", None: "—"}[t.met]
+        lines.append(f"| {t.what} | {goal} | {_fmt_ratio(t.measured)} | {met} |")
+    lines.append("")
+    for sink, by_profile in res.network.items():
+        lines += [f"## Sending: {res.sink_titles.get(sink, sink)}", ""]
+        profile_names = list(by_profile)
+        head = "| sender | " + " | ".join(
+            f"{res.profile_titles.get(p, p)}: msgs/s | ratio" for p in profile_names
+        )
+        lines += [head + " |", "|---" * (1 + 2 * len(profile_names)) + "|"]
+        senders = list(dict.fromkeys(s for rows in by_profile.values() for s in rows))
+        for s in senders:
+            cells = [res.sender_labels.get(s, s)]
+            for p in profile_names:
+                rows = by_profile[p]
+                cells += [
+                    _fmt_rate(rows.get(s, [])),
+                    _fmt_ratio(_ratio(rows.get(s, []), rows.get(BASELINE, []))),
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if res.rendering:
+        lines += [
+            "## Rendering (no network)",
+            "",
+            "Messages per second. *render*: message objects already built, rendered to the "
+            "bytes that go on the wire (ours: `amsdal_mail.mime.render`; Django: "
+            "`message().as_bytes(linesep='\\r\\n')`, what its SMTP backend calls). "
+            "*build + render*: the message object is built as well (ours validates "
+            "every address and header at construction).",
+            "",
+            "| profile | renderer | render | ratio | build + render | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p, rows in res.rendering.items():
+            base = rows.get("django", {})
+            for name, vals in rows.items():
+                lines.append(
+                    f"| {res.profile_titles.get(p, p)} | {name} | {_fmt_rate(vals['render'])} | "
+                    f"{_fmt_ratio(_ratio(vals['render'], base.get('render', [])))} | "
+                    f"{_fmt_rate(vals['build_render'])} | "
+                    f"{_fmt_ratio(_ratio(vals['build_render'], base.get('build_render', [])))} |"
+                )
+        lines.append("")
+    if res.rss:
+        from .rss import MODES
+
+        lines += [
+            f"## Peak memory: one message with a {o.get('rss_mib')} MiB attachment",
+            "",
+            "Each row is a fresh child process; the figure is its peak resident set size "
+            "(`ru_maxrss` from `os.wait4`), nothing subtracted. Every child imports the same "
+            "modules, so *idle* is the baseline of an interpreter with those imports and "
+            "*content* that plus the attachment's bytes, which any sender holds.",
+            "",
+            "| process | peak RSS | ratio |",
+            "|---|---|---|",
+        ]
+        base_rss = res.rss.get("django")
+        for mode, value in res.rss.items():
+            ratio = (
+                f"{value / base_rss:.2f}x" if base_rss and mode not in ("idle", "content") else ""
+            )
+            lines.append(f"| {MODES.get(mode, mode)} | {value / MiB:,.1f} MiB | {ratio} |")
+        lines.append("")
+    lines += ["## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in machine()]
+    if res.postfix_version:
+        lines.append(f"| postfix (smtp-sink) | {res.postfix_version} |")
+    lines += ["", "## Settings", "", "| option | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in o.items()]
+    if res.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in res.notes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_chart(res: Results, path: Path) -> None:
+    """Draw the ratios to Django (network and rendering) and the peak RSS as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(sink, rows) for sink, rows in res.network.items()]
+    n = len(panels) + bool(res.rendering) + bool(res.rss)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 3.4 * n), squeeze=False)
+    index = 0
+    for sink, by_profile in panels:
+        ax = axes[index][0]
+        index += 1
+        senders = list(dict.fromkeys(s for rows in by_profile.values() for s in rows))
+        _grouped(ax, list(by_profile), senders, by_profile, res, res.sender_labels)
+        ax.set_title(f"sending to {res.sink_titles.get(sink, sink)}: msgs/s ÷ Django SMTP backend")
+    if res.rendering:
+        ax = axes[index][0]
+        index += 1
+        data = {p: {k: v["render"] for k, v in rows.items()} for p, rows in res.rendering.items()}
+        labels = {"ours": "amsdal_mail render()", "django": "Django message().as_bytes()"}
+        _grouped(ax, list(data), ["ours", "django"], data, res, labels)
+        ax.set_title("rendering only: msgs/s ÷ Django")
+    if res.rss:
+        from .rss import MODES
+
+        ax = axes[index][0]
+        modes = list(res.rss)
+        values = [res.rss[m] / MiB for m in modes]
+        ax.barh([MODES.get(m, m) for m in modes], values, color="#4c72b0")
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:,.0f} MiB", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("peak RSS (MiB)")
+        ax.set_title(f"peak RSS, one message with a {res.options.get('rss_mib')} MiB attachment")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _grouped(
+    ax: Any,
+    groups: list[str],
+    series: list[str],
+    data: dict[str, dict[str, list[float]]],
+    res: Results,
+    labels: dict[str, str],
+) -> None:
+    import textwrap
+
+    import numpy as np
+
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, s in enumerate(series):
+        med, lo, hi = [], [], []
+        for g in groups:
+            vals, base = data[g].get(s, []), data[g].get(BASELINE, [])
+            if not vals or not base:
+                med.append(0.0)
+                lo.append(0.0)
+                hi.append(0.0)
+                continue
+            b = _median(base)
+            m = _median(vals) / b
+            med.append(m)
+            lo.append(m - min(vals) / b)
+            hi.append(max(vals) / b - m)
+        label = labels.get(s, s)
+        ax.bar(x + i * width - 0.4 + width / 2, med, width, yerr=[lo, hi], capsize=2, label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(x)
+    ax.set_xticklabels([textwrap.fill(res.profile_titles.get(g, g), 28) for g in groups])
+    ax.set_ylabel("× Django")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
