@@ -648,3 +648,52 @@ async def test_async_without_aiosmtplib_names_the_extra(
     assert server.connections == 0
     # The sync path does not need it.
     assert connect_to(server).send_messages([simple()]).status == {"sent"}
+
+
+# -- ESMTP extensions --------------------------------------------------------------------
+
+
+async def test_non_ascii_local_part_uses_smtputf8(
+    sender: Sender, smtp_server: ServerFactory
+) -> None:
+    """A non-ASCII local part is sent with SMTPUTF8 when the server offers it."""
+    server = smtp_server(enable_smtputf8=True)
+
+    status = await sender.send(connect_to(server), [simple("josé@example.com")])
+
+    [received] = server.messages
+    assert received.rcpt_tos == ["josé@example.com"]
+    assert "SMTPUTF8" in received.mail_options
+    assert status.recipients["josé@example.com"].status == "sent"
+
+
+async def test_non_ascii_local_part_without_smtputf8_is_not_sent(
+    sender: Sender, smtp_server: ServerFactory
+) -> None:
+    """Without SMTPUTF8 on the server, such a message is reported invalid and not sent."""
+    server = smtp_server(enable_smtputf8=False)
+
+    status = await sender.send(connect_to(server), [simple(["josé@example.com", "ok@example.com"])])
+
+    assert server.messages == []
+    assert status.status == {"invalid"}
+    assert "SMTPUTF8" in (status.recipients["ok@example.com"].response or "")
+
+
+async def test_message_larger_than_the_server_size_limit_is_not_sent(
+    sender: Sender, smtp_server: ServerFactory
+) -> None:
+    """A message over the server's advertised SIZE is rejected with 552 without sending it."""
+    server = smtp_server(data_size_limit=2000)
+    big = simple(attachments=[Attachment("big.bin", b"x" * 5000)])
+
+    total = await sender.send(
+        connect_to(server), [big, simple("other@example.com", subject="small")]
+    )
+
+    assert [m.message["Subject"] for m in server.messages] == ["small"]
+    assert total.status == {"rejected", "sent"}
+    assert big.status is not None
+    refusal = big.status.recipients["rcpt@example.com"]
+    assert (refusal.status, refusal.code) == ("rejected", 552)
+    assert any(option.startswith("SIZE=") for option in server.messages[0].mail_options)
