@@ -23,6 +23,7 @@ from .exceptions import (
     AuthenticationError,
     NotSupportedError,
     ProtocolError,
+    ServerDisconnectedError,
     TLSError,
     TransportError,
 )
@@ -224,11 +225,12 @@ def _retryable(error: TransportError) -> bool:
 class _Progress:
     """How far the current transaction got (to tell a safe retry from an unknown fate)."""
 
-    __slots__ = ("data_sent", "replies")
+    __slots__ = ("data_sent", "replies", "reused")
 
     def __init__(self) -> None:
         self.data_sent = False
         self.replies = 0
+        self.reused = False
 
 
 def send_flow(
@@ -265,6 +267,7 @@ def send_flow(
             connection = yield Connect(fresh)
             assert isinstance(connection, Connection)
             fresh, reused = False, connection.reused
+            progress.reused = reused
             refused = _unsendable(envelope, connection.features)
             if refused is not None:
                 return refused
@@ -398,6 +401,16 @@ def _transaction(
 def _replies(step: Step, progress: _Progress) -> Generator[Action, object, list[SMTPReply]]:
     replies = yield step
     assert isinstance(replies, list)
+    if (
+        progress.reused
+        and not progress.replies
+        and replies
+        and replies[0].code == SMTPCode.SERVICE_UNAVAILABLE
+    ):
+        # A 421 before any reply of this transaction on a pooled connection:
+        # the server closed it while it sat idle (an idle timeout), so it is
+        # a dead connection to replace, not an answer about this message.
+        raise ServerDisconnectedError(f"the server closed the idle connection: {replies[0]}")
     progress.replies += len(replies)
     return replies
 

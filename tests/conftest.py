@@ -196,3 +196,23 @@ def dropping_server() -> Iterator[tuple[str, int]]:
         thread.start()
         yield "127.0.0.1", listener.getsockname()[1]
         thread.join(5)
+
+
+# -- misbehaving servers (tests/faulty_smtpd.py) --------------------------------------
+
+from tests.faulty_smtpd import Faults, FaultyServer  # noqa: E402
+
+
+@pytest.fixture
+def faulty_server(server_ssl_context: ssl.SSLContext) -> Iterator[Any]:
+    """Start ``FaultyServer(Faults(**faults))``; every one is stopped after the test.
+
+    Unless given, ``tls_context`` is ``server_ssl_context`` (trusted, for 127.0.0.1).
+    """
+    with ExitStack() as servers:
+
+        def start(**faults: Any) -> FaultyServer:
+            faults.setdefault("tls_context", server_ssl_context)
+            return servers.enter_context(FaultyServer(Faults(**faults)))
+
+        yield start
