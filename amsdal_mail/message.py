@@ -347,8 +347,10 @@ class EmailMessage:
 
     Keyword-only extras: ``alternatives`` (other renderings of the body),
     ``content_subtype`` (``"html"`` sends ``body`` itself as text/html),
-    ``mixed_subtype`` (when given, every attachment goes in one
-    ``multipart/<mixed_subtype>`` after the body, as Django lays it out),
+    ``mixed_subtype`` (when given, the parts are laid out as Django lays them
+    out: body and alternatives in one multipart/alternative, every attachment
+    in one ``multipart/<mixed_subtype>`` after them, and an empty body left
+    out when there are alternatives or attachments),
     ``encoding`` (charset of text parts, default utf-8) and
     ``allow_local_addresses`` (accept bare local names such as ``root``).
 

@@ -214,14 +214,15 @@ def _text_part(text: str, subtype: str, charset: str) -> list[bytes]:
     return [head.encode("ascii") + CRLF + CRLF, body]
 
 
-def _attachment_part(att: Attachment | RawPart, *, inline: bool) -> list[bytes]:
+def _attachment_part(att: Attachment | RawPart, *, inline: bool, charset: str) -> list[bytes]:
     if isinstance(att, RawPart):
         return [att.data]
     lines = [f"Content-Type: {att.mimetype}"]
     main, _, sub = str(att.mimetype).partition("/")
     text_content = main == "text" and isinstance(att.content, str)
     if text_content:
-        lines[0] += '; charset="utf-8"'
+        # Text attachments use the message's charset, as its text parts do.
+        lines[0] += f'; charset="{charset}"'
     disposition = "inline" if inline else "attachment"
     if att.filename is not None:
         disposition += ";\r\n " + _param("filename", att.filename)
@@ -230,7 +231,7 @@ def _attachment_part(att: Attachment | RawPart, *, inline: bool) -> list[bytes]:
         lines.append(f"Content-ID: <{att.content_id}>")
     if text_content:
         assert isinstance(att.content, str)
-        cte, body = _text_body(att.content, "utf-8")
+        cte, body = _text_body(att.content, charset)
     else:
         cte, body = "base64", _base64_lines(att.data)
     lines.append("Content-Transfer-Encoding: " + cte)
@@ -246,8 +247,9 @@ def _alternative_part(alt: Alternative, charset: str) -> list[bytes]:
     return [head.encode("ascii") + CRLF + CRLF, _base64_lines(data)]
 
 
-def _multipart(subtype: str, parts: list[list[bytes]]) -> list[bytes]:
-    if len(parts) == 1 and subtype != "mixed":
+def _multipart(subtype: str, parts: list[list[bytes]], *, collapse: bool = True) -> list[bytes]:
+    """Return a multipart of ``parts``; with ``collapse``, a lone part stands alone."""
+    if collapse and len(parts) == 1 and subtype != "mixed":
         return parts[0]
     boundary = "===============" + secrets.token_hex(12)
     # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1), so
@@ -267,7 +269,34 @@ def _is_inline(part: Attachment | RawPart) -> bool:
     return isinstance(part, Attachment) and part.content_id is not None
 
 
+def _django_layout(msg: ValidatedMessage, mixed_subtype: str) -> list[bytes]:
+    """Lay the parts out as Django's ``EmailMessage.message()`` does.
+
+    The body and every alternative form one multipart/alternative (even when
+    only one of them is left); every attachment follows, in order, in one
+    ``multipart/<mixed_subtype>``. An empty body is left out when there are
+    alternatives or attachments, as Django leaves it out.
+    """
+    charset = msg.encoding
+    others = [_alternative_part(a, charset) for a in msg.alternatives]
+    if msg.html_body is not None:
+        others.insert(0, _text_part(msg.html_body, "html", charset))
+    bodies = others
+    if msg.body or not (others or msg.attachments):
+        bodies = [_text_part(msg.body, msg.content_subtype, charset), *others]
+    if others:
+        bodies = [_multipart("alternative", bodies, collapse=False)]
+    if not msg.attachments:
+        return bodies[0]
+    parts = bodies + [
+        _attachment_part(a, inline=_is_inline(a), charset=charset) for a in msg.attachments
+    ]
+    return _multipart(mixed_subtype, parts, collapse=False)
+
+
 def _body_parts(msg: ValidatedMessage) -> list[bytes]:
+    if msg.mixed_subtype is not None:
+        return _django_layout(msg, msg.mixed_subtype)
     charset = msg.encoding
     main = _text_part(msg.body, msg.content_subtype, charset)
     alternatives = [main]
@@ -275,18 +304,14 @@ def _body_parts(msg: ValidatedMessage) -> list[bytes]:
         alternatives.append(_text_part(msg.html_body, "html", charset))
     alternatives.extend(_alternative_part(a, charset) for a in msg.alternatives)
     body = _multipart("alternative", alternatives) if len(alternatives) > 1 else main
-    if msg.mixed_subtype is not None:
-        # Django's layout: every attachment, in order, in one multipart after the body.
-        if not msg.attachments:
-            return body
-        parts = [body] + [_attachment_part(a, inline=_is_inline(a)) for a in msg.attachments]
-        return _multipart(msg.mixed_subtype, parts)
     inline = [a for a in msg.attachments if _is_inline(a)]
     regular = [a for a in msg.attachments if not _is_inline(a)]
     if inline:
-        body = _multipart("related", [body] + [_attachment_part(a, inline=True) for a in inline])
+        parts = [_attachment_part(a, inline=True, charset=charset) for a in inline]
+        body = _multipart("related", [body, *parts])
     if regular:
-        body = _multipart("mixed", [body] + [_attachment_part(a, inline=False) for a in regular])
+        parts = [_attachment_part(a, inline=False, charset=charset) for a in regular]
+        body = _multipart("mixed", [body, *parts])
     return body
 
 

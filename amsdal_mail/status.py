@@ -80,14 +80,16 @@ class RecipientStatus:
     """What happened to one recipient of one message.
 
     ``status`` is one of :data:`STATUSES`. For SMTP, ``code`` and ``response``
-    hold the server's reply that decided it, and ``message_id`` is always None
-    (SMTP does not return one).
+    hold the server's reply that decided it, ``command`` the SMTP command that
+    reply answered (``MAIL``, ``RCPT`` or ``DATA``; None when no reply decided
+    it), and ``message_id`` is always None (SMTP does not return one).
     """
 
     status: str
     message_id: str | None = None
     code: int | None = None
     response: str | None = None
+    command: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -96,11 +98,12 @@ class RecipientStatus:
             )
 
 
-def recipient_status_from_reply(reply: SMTPReply) -> RecipientStatus:
+def recipient_status_from_reply(reply: SMTPReply, command: str = "RCPT") -> RecipientStatus:
     """Map a server reply for one recipient to its status.
 
     Accepted (2xx/3xx) is ``sent``; refused with a code of 500 or more is
-    ``rejected``; any other refusal is ``failed`` (temporary).
+    ``rejected``; any other refusal is ``failed`` (temporary). ``command`` is
+    the SMTP command the reply answered.
     """
     if reply.is_positive:
         word = SENT
@@ -108,7 +111,7 @@ def recipient_status_from_reply(reply: SMTPReply) -> RecipientStatus:
         word = REJECTED
     else:
         word = FAILED
-    return RecipientStatus(status=word, code=reply.code, response=reply.text)
+    return RecipientStatus(status=word, code=reply.code, response=reply.text, command=command)
 
 
 @dataclass(slots=True)
@@ -163,9 +166,10 @@ class SendStatus:
         *,
         code: int | None = None,
         response: str | None = None,
+        command: str | None = None,
     ) -> SendStatus:
         """Return a status giving every address the same outcome."""
-        rs = RecipientStatus(status=status, code=code, response=response)
+        rs = RecipientStatus(status=status, code=code, response=response, command=command)
         text = None if code is None else f"{code} {response or ''}".rstrip()
         return cls(recipients=dict.fromkeys(addresses, rs), esp_response=text)
 
@@ -203,11 +207,19 @@ def status_from_transaction(
     recipients = list(recipients)
     if not mail_reply.is_positive:
         return SendStatus.uniform(
-            recipients, _refusal_word(mail_reply), code=mail_reply.code, response=mail_reply.text
+            recipients,
+            _refusal_word(mail_reply),
+            code=mail_reply.code,
+            response=mail_reply.text,
+            command="MAIL",
         )
     if data_reply is not None and not data_reply.is_positive:
         return SendStatus.uniform(
-            recipients, _refusal_word(data_reply), code=data_reply.code, response=data_reply.text
+            recipients,
+            _refusal_word(data_reply),
+            code=data_reply.code,
+            response=data_reply.text,
+            command="DATA",
         )
     result = SendStatus()
     for address in recipients:
@@ -215,7 +227,7 @@ def status_from_transaction(
         if reply.is_positive and data_reply is not None:
             # The RCPT was accepted, but delivery is decided by the DATA reply.
             result.recipients[address] = RecipientStatus(
-                status=SENT, code=data_reply.code, response=data_reply.text
+                status=SENT, code=data_reply.code, response=data_reply.text, command="DATA"
             )
         else:
             result.recipients[address] = recipient_status_from_reply(reply)
