@@ -1,0 +1,58 @@
+"""Signals sent by :class:`django_amsdal_mail.backend.EmailBackend` around each message.
+
+Connect receivers as with any Django signal::
+
+    from django.dispatch import receiver
+    from django_amsdal_mail.signals import post_send
+
+    @receiver(post_send)
+    def record_status(sender, message, status, **kwargs):
+        for address, recipient in status.recipients.items():
+            ...
+
+Both signals are sent with ``sender`` set to the backend class, and with
+``Signal.asend()`` from ``EmailBackend.asend_messages()`` (so synchronous
+receivers may use the ORM from async code).
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+__all__ = ["post_send", "pre_send"]
+
+#: Sent before each message is converted and sent.
+#:
+#: Arguments:
+#:
+#: ``sender``
+#:     The backend class (``EmailBackend`` or a subclass).
+#: ``message``
+#:     The Django ``EmailMessage`` about to be sent. A receiver may change it
+#:     (recipients, headers, body, attachments...); the changed message is sent.
+#: ``backend``
+#:     The backend instance sending it.
+#:
+#: A receiver that raises :class:`django_amsdal_mail.CancelSend` cancels this
+#: message: it is not sent, not counted, and ``post_send`` is not sent for it.
+#: Any other exception propagates to the caller and nothing more is sent.
+pre_send = Signal()
+
+#: Sent after each message, whether it was sent or failed, before any
+#: exception about it propagates.
+#:
+#: Arguments:
+#:
+#: ``sender``
+#:     The backend class (``EmailBackend`` or a subclass).
+#: ``message``
+#:     The Django ``EmailMessage``; its ``amsdal_status`` attribute holds the
+#:     same status.
+#: ``status``
+#:     That message's own :class:`amsdal_mail.SendStatus`: one
+#:     :class:`amsdal_mail.RecipientStatus` per recipient address (``sent``,
+#:     ``rejected``, ``failed``, ``invalid`` or ``unknown``, with the server's
+#:     code and reply).
+#: ``backend``
+#:     The backend instance that sent it.
+post_send = Signal()

@@ -1,0 +1,65 @@
+"""Fixtures for the Django app's tests.
+
+Django is configured by pytest-django from ``tests/django_settings.py`` (see
+``pyproject.toml``). Modules that only make sense on some Django versions are
+left out of collection on the others (``collect_ignore``), so no test is ever
+skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import django
+import pytest
+from django.dispatch import Signal
+
+from tests.smtpd import RecordingServer, ServerFactory
+
+#: Test modules for MAILERS, which only Django 6.1+ has.
+collect_ignore = [] if django.VERSION >= (6, 1) else ["test_mailers.py"]
+
+BACKEND = "django_amsdal_mail.backend.EmailBackend"
+
+
+@pytest.fixture(autouse=True)
+def _no_amsdal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test without AMSDAL_EMAIL_* variables from the outside environment."""
+    for name in list(os.environ):
+        if name.startswith("AMSDAL_EMAIL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def server(smtp_server: ServerFactory) -> RecordingServer:
+    """A plain SMTP server on 127.0.0.1 that records what it receives."""
+    return smtp_server()
+
+
+@pytest.fixture
+def email_settings(settings: Any, server: RecordingServer) -> Any:
+    """Settings using our backend (compatibility mode) towards ``server``."""
+    settings.EMAIL_BACKEND = BACKEND
+    settings.EMAIL_HOST = server.host
+    settings.EMAIL_PORT = server.port
+    return settings
+
+
+Receiver = Callable[..., Any]
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[Signal, Receiver], Receiver]]:
+    """Connect signal receivers (strongly); every one is disconnected after the test."""
+    connected: list[tuple[Signal, Receiver]] = []
+
+    def connect(signal: Signal, receiver: Receiver) -> Receiver:
+        signal.connect(receiver, weak=False)
+        connected.append((signal, receiver))
+        return receiver
+
+    yield connect
+    for signal, receiver in connected:
+        signal.disconnect(receiver)
