@@ -187,7 +187,24 @@ def _param(name: str, value: str) -> str:
     return ";\r\n ".join(params)
 
 
-def _base64_lines(data: bytes) -> bytes:
+# Input bytes per base64 chunk: whole 76-character lines (57 bytes each), about
+# 1.2 MB encoded, so a large attachment never exists as one encoded copy plus
+# a list of its lines; the transport sends the chunks one after another.
+_BASE64_SLICE = 57 * 16384
+
+
+def _base64_lines(data: bytes) -> list[bytes]:
+    """Return ``data`` base64-encoded in CRLF-terminated lines of 76 characters, as chunks."""
+    if len(data) <= _BASE64_SLICE:
+        return [_base64_slice(data)]
+    view = memoryview(data)
+    return [
+        _base64_slice(view[start : start + _BASE64_SLICE])
+        for start in range(0, len(data), _BASE64_SLICE)
+    ]
+
+
+def _base64_slice(data: bytes | memoryview) -> bytes:
     encoded = binascii.b2a_base64(data, newline=False)
     if len(encoded) <= _MAX_LINE:
         return encoded + CRLF
@@ -232,10 +249,11 @@ def _attachment_part(att: Attachment | RawPart, *, inline: bool, charset: str) -
     if text_content:
         assert isinstance(att.content, str)
         cte, body = _text_body(att.content, charset)
+        bodies = [body]
     else:
-        cte, body = "base64", _base64_lines(att.data)
+        cte, bodies = "base64", _base64_lines(att.data)
     lines.append("Content-Transfer-Encoding: " + cte)
-    return ["\r\n".join(lines).encode("utf-8") + CRLF + CRLF, body]
+    return ["\r\n".join(lines).encode("utf-8") + CRLF + CRLF, *bodies]
 
 
 def _alternative_part(alt: Alternative, charset: str) -> list[bytes]:
@@ -244,7 +262,7 @@ def _alternative_part(alt: Alternative, charset: str) -> list[bytes]:
         return _text_part(alt.content, sub, charset)
     data = alt.content.encode(charset) if isinstance(alt.content, str) else alt.content
     head = f"Content-Type: {alt.mimetype}\r\nContent-Transfer-Encoding: base64"
-    return [head.encode("ascii") + CRLF + CRLF, _base64_lines(data)]
+    return [head.encode("ascii") + CRLF + CRLF, *_base64_lines(data)]
 
 
 def _multipart(subtype: str, parts: list[list[bytes]], *, collapse: bool = True) -> list[bytes]:
