@@ -8,8 +8,9 @@ skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import django
@@ -63,3 +64,37 @@ def connect() -> Iterator[Callable[[Signal, Receiver], Receiver]]:
     yield connect
     for signal, receiver in connected:
         signal.disconnect(receiver)
+
+
+class Twin:
+    """Drive EmailBackend through its sync or its async twin (the ``twin`` fixture)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    async def send(self, backend: Any, messages: list[Any]) -> int:
+        """Send with send_messages() or asend_messages()."""
+        if self.mode == "async":
+            sent: int = await backend.asend_messages(messages)
+            return sent
+        count: int = backend.send_messages(messages)
+        return count
+
+    @contextlib.asynccontextmanager
+    async def connected(self, backend: Any) -> AsyncIterator[Any]:
+        """Hold one connection open: ``with backend`` or ``async with backend``."""
+        if self.mode == "async":
+            async with backend:
+                yield backend
+        else:
+            with backend:
+                yield backend
+
+    def __repr__(self) -> str:
+        return self.mode
+
+
+@pytest.fixture(params=["sync", "async"])
+def twin(request: pytest.FixtureRequest) -> Twin:
+    """The sync or the async sending path; tests using it run once with each."""
+    return Twin(request.param)
