@@ -39,6 +39,7 @@ _MAX_LINE = 76  # soft limit for lines we fold ourselves (RFC 5322 asks for 78)
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender", "bcc"})
 _NEEDS_QUOTING = re.compile(r'[()<>\[\]:;@\\,."]')
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but TAB
 _TOKEN_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~ ]*")
 
 
@@ -72,7 +73,13 @@ def _encoded_words(text: str) -> list[str]:
 def _needs_encoding(text: str) -> bool:
     # Text that looks like an encoded-word is encoded itself, so a reader can
     # never decode user input into something else (such as new header lines).
-    return not text.isascii() or "=?" in text or any(len(w) > 70 for w in text.split(" "))
+    # Control characters are encoded too: RFC 5322 forbids generating them raw.
+    return (
+        not text.isascii()
+        or "=?" in text
+        or _CONTROL.search(text) is not None
+        or any(len(w) > 70 for w in text.split(" "))
+    )
 
 
 def _fold(name: str, tokens: Iterable[str]) -> str:
