@@ -8,6 +8,7 @@ differ only in how they connect and how they write bytes and read replies.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import ipaddress
 import logging
@@ -17,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import SMTPSettings, resolve_smtp_settings
 from ..exceptions import (
@@ -45,9 +46,6 @@ from ..protocol import (
 )
 from ..status import SendStatus, SMTPCode, SMTPReply
 from .base import BaseBackend
-
-if TYPE_CHECKING:
-    import aiosmtplib
 
 __all__ = ["SMTPBackend"]
 
@@ -274,7 +272,7 @@ class SMTPBackend(BaseBackend):
 
     async def aopen(self) -> bool:
         """Async twin of :meth:`open`."""
-        if self._achannel is not None and self._achannel.client is not None:
+        if self._achannel is not None and self._achannel.reader is not None:
             return False
         channel = _AsyncChannel(self)
         await channel.connect()
@@ -338,12 +336,214 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+class _ReplyReader(asyncio.Protocol):
+    """The protocol of an async connection once aiosmtplib has set it up.
+
+    aiosmtplib's protocol keeps one parsed reply and drops data that arrives
+    while it is unread, so it cannot take pipelined replies. Once EHLO,
+    STARTTLS and AUTH are done, the channel moves the transport to this
+    protocol, which queues every complete reply and hands them out in order:
+    each reply still answers exactly one command. Replies are parsed as the
+    sync path parses them (``_BoundedReplies.getreply``), each read within
+    ``timeout`` seconds. A reply that arrives while no command awaits one
+    (the server talking while the connection sits idle) answers nothing
+    and is dropped; a 421 among those marks the connection as closing.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._buffer = bytearray()
+        self._lines: list[bytes] = []  # lines of a multi-line reply read so far
+        self._replies: collections.deque[SMTPReply] = collections.deque()
+        self._expected = 0  # replies owed to commands already written
+        # Why the connection is unusable: the text, the SMTP code for an
+        # invalid reply (None when the connection closed), and the cause.
+        self._error: str | None = None
+        self._error_code: int | None = None
+        self._cause: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        try:
+            while True:
+                end = buffer.find(b"\n", start)
+                if end == -1:
+                    if len(buffer) - start > 1 << 20:
+                        raise smtplib.SMTPResponseException(500, "Reply too long.")
+                    break
+                line = bytes(buffer[start : end + 1])
+                start = end + 1
+                if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
+                    raise smtplib.SMTPResponseException(500, "Line too long.")
+                self._lines.append(line[4:].strip(b" \t\r\n"))
+                try:
+                    code = int(line[:3])
+                except ValueError:
+                    code = -1
+                else:
+                    if line[3:4] == b"-":
+                        continue
+                text = b"\n".join(self._lines).decode("utf-8", "replace")
+                self._lines = []
+                self._reply(SMTPReply(code, text))
+        except smtplib.SMTPResponseException as exc:
+            self._fail(str(exc.smtp_error), None, code=exc.smtp_code)
+            self.transport.abort()
+        del buffer[:start]
+        self._wake()
+
+    def _reply(self, reply: SMTPReply) -> None:
+        if self._expected:
+            self._expected -= 1
+            self._replies.append(reply)
+        elif reply.code == SMTPCode.SERVICE_UNAVAILABLE:
+            self._fail(f"Connection closing: {reply}", None)
+        else:
+            logger.debug("ignoring an unsolicited reply: %s", reply)
+
+    def eof_received(self) -> bool:
+        self._fail("Connection unexpectedly closed", None)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail("Connection unexpectedly closed", exc)
+        self._paused = False
+        self._wake()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    # --- for the channel ------------------------------------------------------------
+
+    def _fail(self, text: str, cause: BaseException | None, *, code: int | None = None) -> None:
+        if self._error is None:
+            self._error, self._error_code, self._cause = text, code, cause
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _raise_error(self) -> None:
+        """Raise what made the connection unusable, as the sync path would raise it."""
+        text = self._error or "Connection unexpectedly closed"
+        error: smtplib.SMTPException
+        if self._error_code is not None:
+            error = smtplib.SMTPResponseException(self._error_code, text)
+        else:
+            error = smtplib.SMTPServerDisconnected(text)
+        raise error from self._cause
+
+    @property
+    def is_open(self) -> bool:
+        return self._error is None and not self.transport.is_closing()
+
+    async def _wait(self, timeout: float | None, what: str) -> None:
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            raise TimeoutError(f"no {what} within {timeout}s") from None
+        finally:
+            self._waiter = None
+
+    async def exchange(
+        self, payload: list[bytes], replies: int, timeout: float | None
+    ) -> list[SMTPReply]:
+        """Write ``payload``, then return the next ``replies`` replies, each within ``timeout``.
+
+        Large chunks are written one at a time, waiting while the transport's
+        buffer is full, so a large message is never copied whole into it.
+        Raises ``SMTPServerDisconnected``, ``SMTPResponseException`` or
+        ``TimeoutError``; the caller drops the connection then.
+        """
+        if not self.is_open:
+            self._raise_error()
+        try:
+            return await self._exchange(payload, replies, timeout)
+        except BaseException:
+            # Interrupted (an error, a timeout, a cancelled task): which bytes
+            # went out and which replies are owed is unknown, so the
+            # connection can never serve another command.
+            self.abort()
+            raise
+
+    async def _exchange(
+        self, payload: list[bytes], replies: int, timeout: float | None
+    ) -> list[SMTPReply]:
+        self._expected += replies
+        # Small chunks are joined into one write; a large one is written as it
+        # is, after which the buffer is let drain before the next.
+        pending: list[bytes] = []
+        size = 0
+        for chunk in payload:
+            if len(chunk) < _COALESCE:
+                pending.append(chunk)
+                size += len(chunk)
+                if size < _COALESCE:
+                    continue
+                chunk = b"".join(pending)
+            elif pending:
+                self.transport.write(b"".join(pending))
+            pending, size = [], 0
+            self.transport.write(chunk)
+            while self._paused and self.is_open:
+                await self._wait(timeout, "room to write")
+            if not self.is_open:
+                self._raise_error()
+        if pending:
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        out: list[SMTPReply] = []
+        while len(out) < replies:
+            if self._replies:
+                out.append(self._replies.popleft())
+            elif self._error is not None:
+                self._raise_error()
+            else:
+                await self._wait(timeout, "complete reply")
+        return out
+
+    def abort(self) -> None:
+        """Close the connection at once."""
+        self._fail("Connection closed", None)
+        self.transport.abort()
+
+    async def close(self, timeout: float) -> None:
+        """Close the connection, waiting up to ``timeout`` seconds for it to end."""
+        self.transport.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self.closed)
+        except TimeoutError:
+            self.transport.abort()
+
+
 class _AsyncChannel:
-    """One aiosmtplib connection and the flows it runs (the async twin of the sync path)."""
+    """One async connection and the flows it runs (the async twin of the sync path).
+
+    aiosmtplib connects, and does EHLO, STARTTLS and AUTH; the mail
+    transactions then run over its transport through a :class:`_ReplyReader`,
+    pipelined when the server offers PIPELINING, as on the sync path.
+    """
 
     def __init__(self, backend: SMTPBackend) -> None:
         self.backend = backend
-        self.client: aiosmtplib.SMTP | None = None
+        self.reader: _ReplyReader | None = None
         self.features: dict[str, str] = {}
         self.used = False
         self.lock = asyncio.Lock()
@@ -380,27 +580,35 @@ class _AsyncChannel:
                 if not client.supports_extension("auth"):
                     raise NotSupportedError(_no_auth(backend._where()))
                 await client.login(s.username, s.password or "")
+            transport = client.transport
+            if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         except (OSError, aiosmtplib.SMTPException) as exc:
             client.close()
             raise backend._translate(exc) from None
-        self.client = client
+        # From here on the transport is this channel's: aiosmtplib is not used again.
+        reader = _ReplyReader(transport)
+        transport.set_protocol(reader)
+        self.reader = reader
         self.features = _features(client.esmtp_extensions)
         self.used = False
 
     def drop(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            client.close()
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.abort()
 
     async def quit(self) -> None:
-        client, self.client = self.client, None
-        if client is None:
+        reader, self.reader = self.reader, None
+        if reader is None:
             return
+        timeout = self.backend.settings.timeout
         try:
-            if client.is_connected:
-                await client.quit()
+            if reader.is_open:
+                await reader.exchange([b"QUIT\r\n"], 1, timeout)
         except Exception:  # noqa: BLE001 - QUIT on a dying connection is not an error
-            client.close()
+            reader.abort()
+        await reader.close(min(timeout or 5.0, 5.0))
 
     async def perform(self, action: Action) -> object:
         """Carry out one action of a send flow on this connection."""
@@ -410,22 +618,17 @@ class _AsyncChannel:
         if isinstance(action, Connect):
             if action.fresh:
                 self.drop()
-            reused = self.client is not None and self.used
-            if self.client is None:
+            reused = self.reader is not None and self.used
+            if self.reader is None:
                 await self.connect()
             return Connection(self.features, reused)
-        protocol = self.client.protocol if self.client is not None else None
-        if protocol is None:
+        reader = self.reader
+        if reader is None:
             raise ServerDisconnectedError(f"{self.backend._where()}: not connected")
         self.used = True
-        # aiosmtplib's protocol holds one parsed reply at a time, so commands
-        # are not pipelined here (the flow is built with pipelining=False).
-        for chunk in action.payload:
-            protocol.write(chunk)
-        replies = []
-        for _ in range(action.replies):
-            response = await protocol.read_response(timeout=self.backend.settings.timeout)
-            replies.append(SMTPReply(response.code, response.message))
+        replies = await reader.exchange(
+            action.payload, action.replies, self.backend.settings.timeout
+        )
         if any(r.code == SMTPCode.SERVICE_UNAVAILABLE for r in replies):
             self.drop()  # 421: the server is closing this connection
         return replies
@@ -434,7 +637,7 @@ class _AsyncChannel:
         """Send one message over this connection (reconnecting as the flow asks)."""
         aiosmtplib = _import_aiosmtplib()
         envelope = prepare_envelope(message)
-        flow = send_flow(envelope, self.backend._policy, pipelining=False)
+        flow = send_flow(envelope, self.backend._policy, pipelining=True)
         async with self.lock:
             outcome = advance(flow)
             while True:
