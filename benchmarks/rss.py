@@ -1,7 +1,8 @@
 """Peak resident memory of sending one large message, each sender in a fresh process.
 
-The parent starts ``python -m benchmarks.rss MODE ...`` and reads the child's
-peak RSS from ``os.wait4`` (the kernel's ``ru_maxrss`` for that child alone).
+A small launcher process starts ``python -m benchmarks.rss MODE ...`` and
+reads the child's peak RSS from ``os.wait4`` (the kernel's ``ru_maxrss`` for
+that child alone).
 Every mode imports the same modules, so the ``idle`` mode is the baseline of
 an interpreter with those imports; ``content`` also creates the attachment's
 bytes, which every sender must hold. Nothing is subtracted from the figures.
@@ -10,11 +11,12 @@ bytes, which every sender must hold. Nothing is subtracted from the figures.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 MODES = {
     "idle": "interpreter with the same imports (baseline)",
@@ -27,10 +29,29 @@ MODES = {
 
 
 def measure(mode: str, host: str, port: int, mib: int, timeout: float) -> int:
-    """Return the peak RSS in bytes of a child that runs ``mode``."""
+    """Return the peak RSS in bytes of a child that runs ``mode``.
+
+    Linux counts the pages a forked child shares with its parent in the
+    child's ``ru_maxrss``, even after ``exec``; so the measured child is
+    started by a small launcher process, never by this (large) one.
+    """
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.rss", "--launch", mode, host, str(port), str(mib)],
+        cwd=_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the RSS run for {mode!r} failed:\n{out.stderr}")
+    return int(out.stdout.split()[-1])
+
+
+def _launch(mode: str, host: str, port: int, mib: int, timeout: float) -> int:
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.rss", mode, host, str(port), str(mib)],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=_ROOT,
         stdin=subprocess.DEVNULL,
     )
     try:
@@ -40,7 +61,7 @@ def measure(mode: str, host: str, port: int, mib: int, timeout: float) -> int:
             proc.kill()
             proc.wait()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"the RSS child for {mode!r} failed (status {status})")
+        raise SystemExit(f"the RSS child for {mode!r} failed (status {status})")
     return int(usage.ru_maxrss) * 1024  # Linux reports KiB
 
 
@@ -60,6 +81,8 @@ def _wait4(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, os.
 
 
 def _child(mode: str, host: str, port: int, mib: int) -> None:
+    import asyncio
+
     import django
     from django.conf import settings
 
@@ -78,7 +101,7 @@ def _child(mode: str, host: str, port: int, mib: int) -> None:
 
     try:
         import django_amsdal_mail.backend  # noqa: F401
-    except ImportError:
+    except Exception:  # noqa: BLE001 - measured only when it imports
         if mode == "ours-django":
             raise
     from . import profiles
@@ -118,9 +141,14 @@ def _child(mode: str, host: str, port: int, mib: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
+    parser.add_argument("--launch", action="store_true", help="run MODE in a child, print its peak")
+    parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("mode", choices=sorted(MODES))
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("mib", type=int)
     a = parser.parse_args()
-    _child(a.mode, a.host, a.port, a.mib)
+    if a.launch:
+        print(_launch(a.mode, a.host, a.port, a.mib, a.timeout))
+    else:
+        _child(a.mode, a.host, a.port, a.mib)
