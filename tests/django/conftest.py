@@ -39,12 +39,25 @@ def server(smtp_server: ServerFactory) -> RecordingServer:
     return smtp_server()
 
 
-@pytest.fixture
-def email_settings(settings: Any, server: RecordingServer) -> Any:
-    """Settings using our backend (compatibility mode) towards ``server``."""
-    settings.EMAIL_BACKEND = BACKEND
-    settings.EMAIL_HOST = server.host
-    settings.EMAIL_PORT = server.port
+#: The ways a project can select our backend on the installed Django.
+CONFIGURATIONS = ["EMAIL_BACKEND", *(["MAILERS"] if django.VERSION >= (6, 1) else [])]
+
+
+@pytest.fixture(params=CONFIGURATIONS)
+def configured(request: pytest.FixtureRequest, settings: Any, server: RecordingServer) -> Any:
+    """Route Django's mail API to ``server`` through our backend.
+
+    Tests using it run once per configuration: ``EMAIL_BACKEND`` (Django 5.2+)
+    and ``MAILERS`` (Django 6.1+).
+    """
+    if request.param == "MAILERS":
+        settings.MAILERS = {
+            "default": {"BACKEND": BACKEND, "OPTIONS": {"host": server.host, "port": server.port}}
+        }
+    else:
+        settings.EMAIL_BACKEND = BACKEND
+        settings.EMAIL_HOST = server.host
+        settings.EMAIL_PORT = server.port
     return settings
 
 
