@@ -27,6 +27,12 @@ _FORBIDDEN = re.compile(r"[\r\n\0]")
 # RFC 5322 atext, plus non-ASCII (RFC 6531) for internationalised local parts.
 _LOCAL_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]+")
 _ASCII_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+# One search or match per address instead of a loop per character or label:
+# whitespace (\s is exactly str.isspace) or a special no bare address holds,
+# a whole dot-atom local part, a whole ASCII domain.
+_ADDRESS_SPECIALS = re.compile(r'[\s<>,;"()\\]')
+_DOT_ATOM = re.compile(rf"{_LOCAL_ATOM.pattern}(?:\.{_LOCAL_ATOM.pattern})*")
+_ASCII_DOMAIN = re.compile(rf"{_ASCII_LABEL.pattern}(?:\.{_ASCII_LABEL.pattern})*")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' and space
 _RENDERER_HEADERS = frozenset(
     {"mime-version", "content-type", "content-transfer-encoding", "content-disposition"}
@@ -109,6 +115,8 @@ def _parse_domain(domain: str, field_name: str, value: str) -> None:
         return
     if len(domain) > 253:
         raise _invalid(field_name, value, "the domain is longer than 253 characters")
+    if domain.isascii() and _ASCII_DOMAIN.fullmatch(domain):
+        return
     for label in domain.split("."):
         if not label:
             raise _invalid(field_name, value, "the domain has an empty label")
@@ -154,7 +162,7 @@ def parse_address(
             raise _invalid(field, value, "more than one <address>")
     if not addr:
         raise _invalid(field, value, "empty address")
-    if any(c.isspace() for c in addr) or any(c in addr for c in '<>,;"()\\'):
+    if _ADDRESS_SPECIALS.search(addr):
         raise _invalid(field, value, "spaces or special characters in the address")
     if addr.count("@") != 1:
         if "@" not in addr and allow_local:
@@ -170,7 +178,7 @@ def parse_address(
         raise _invalid(field, value, "the local part is longer than 64 octets")
     if local.startswith(".") or local.endswith(".") or ".." in local:
         raise _invalid(field, value, "misplaced '.' in the local part")
-    if not all(_LOCAL_ATOM.fullmatch(atom) for atom in local.split(".")):
+    if not _DOT_ATOM.fullmatch(local):  # the dots were checked just above
         raise _invalid(field, value, "characters not allowed in the local part")
     _parse_domain(domain, field, value)
     return Address(display, local, domain)
