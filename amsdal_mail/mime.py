@@ -160,7 +160,8 @@ def _header_lines(msg: ValidatedMessage, message_id: str, date: str) -> list[str
     out.append(_unstructured(date_header[0], date_header[1]))
     mid = custom.pop("message-id", ("Message-ID", message_id))
     out.append(_unstructured(mid[0], mid[1]))
-    for lower, (name, value) in custom.items():
+    # A copy: address_header() pops the header it renders from ``custom``.
+    for lower, (name, value) in list(custom.items()):
         if lower in _ADDRESS_HEADERS:
             address_header(name, ())
         else:
