@@ -287,7 +287,7 @@ class EmailBackend(BaseEmailBackend):
             return None
         try:
             return convert_message(message)
-        except ValueError as exc:
+        except Exception as exc:  # reported on post_send, then raised as is
             self._post_send(message, _invalid_status(message, exc))
             raise
 

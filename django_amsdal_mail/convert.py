@@ -128,7 +128,7 @@ def _mixed_subtype(message: DjangoEmailMessage, has_alternatives: bool) -> str:
             f"alternative_subtype={alternative_subtype!r} is not supported by "
             "django_amsdal_mail; the alternatives are always sent as multipart/alternative"
         )
-    return str(message.mixed_subtype)
+    return str(getattr(message, "mixed_subtype", "mixed"))
 
 
 def _alternative(content: Any, mimetype: Any, encoding: str) -> Alternative:
@@ -175,7 +175,8 @@ def _message_part(filename: str | None, content: Any, subtype: str) -> email.mes
     RFC 2046 forbids encoding a ``message/rfc822`` part, so it is carried as a
     MIME part rather than as a (base64) :class:`amsdal_mail.Attachment`.
     """
-    policy = email.policy.SMTP if _MODERN else email.policy.compat32
+    policy: Any = email.policy.SMTP if _MODERN else email.policy.compat32
+    inner: email.message.Message
     if isinstance(content, DjangoEmailMessage):
         inner = content.message(policy=policy) if _MODERN else content.message()
     elif isinstance(content, email.message.Message):
@@ -210,7 +211,7 @@ def _legacy_unnamed_part(
 
     maintype, subtype = mimetype.split("/", 1)
     if maintype == "text":
-        return SafeMIMEText(content, subtype, encoding)
+        return SafeMIMEText(force_str(content), subtype, encoding)
     part = MIMEBase(maintype, subtype)
     part.set_payload(content)
     encoders.encode_base64(part)

@@ -414,7 +414,7 @@ def invalid_mailer(message: str, alias: str) -> ImproperlyConfigured:
     ``ImproperlyConfigured``.
     """
     try:
-        from django.core.mail import InvalidMailer  # type: ignore[attr-defined]
+        from django.core.mail import InvalidMailer  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return ImproperlyConfigured(f"MAILERS[{alias!r}]: {message}")
     error: ImproperlyConfigured = InvalidMailer(message, alias=alias)

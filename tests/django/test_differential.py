@@ -267,6 +267,18 @@ CORPUS: list[Case] = [
             lambda m: setattr(m, "encoding", "iso-8859-1"),
         ),
     ),
+    Case(
+        "address-headers-among-extra-headers",
+        lambda _: _message(
+            headers={"Sender": "Agent <agent@example.com>", "Resent-To": "r@example.com"}
+        ),
+    ),
+    # Django 6.1 refuses a Bcc header (test_refusals); before, it is sent as given.
+    *(
+        [Case("bcc-header", lambda _: _message(headers={"Bcc": "shown@example.com"}))]
+        if django.VERSION < (6, 1)
+        else []
+    ),
     Case("lazy-translation-strings", _lazy_message),
     Case("content-subtype-html", _html_message),
     Case(
