@@ -37,6 +37,7 @@ __all__ = ["make_message_id", "render", "render_chunks"]
 CRLF = b"\r\n"
 _MAX_LINE = 76  # soft limit for lines we fold ourselves (RFC 5322 asks for 78)
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender", "bcc"})
+_REPLACEABLE = frozenset({"from", "to", "cc", "reply-to", "subject", "date", "message-id"})
 _NEEDS_QUOTING = re.compile(r'[()<>\[\]:;@\\,."]')
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but TAB
@@ -133,20 +134,25 @@ def _address_header(name: str, addresses: Iterable[Address]) -> str:
     return _fold(name, tokens)
 
 
+def _header_addresses(name: str, value: str) -> list[Address]:
+    """Return the addresses of a custom address header, validated."""
+    return [
+        parse_address(f"{n} <{a}>" if n else a, field=f"header {name!r}", allow_local=True)
+        for n, a in getaddresses([value])
+    ]
+
+
 def _header_lines(msg: ValidatedMessage, message_id: str, date: str) -> list[str]:
-    custom = {name.lower(): (name, value) for name, value in msg.headers}
+    # A custom header named like one the renderer writes replaces it.
+    custom = {
+        name.lower(): (name, value) for name, value in msg.headers if name.lower() in _REPLACEABLE
+    }
     out: list[str] = []
 
     def address_header(name: str, addresses: tuple[Address, ...]) -> None:
-        override = custom.pop(name.lower(), None)
+        override = custom.get(name.lower())
         if override is not None:
-            parsed = [
-                parse_address(
-                    f"{n} <{a}>" if n else a, field=f"header {override[0]!r}", allow_local=True
-                )
-                for n, a in getaddresses([override[1]])
-            ]
-            out.append(_address_header(override[0], parsed))
+            out.append(_address_header(override[0], _header_addresses(*override)))
         elif addresses:
             out.append(_address_header(name, addresses))
 
@@ -154,16 +160,20 @@ def _header_lines(msg: ValidatedMessage, message_id: str, date: str) -> list[str
     address_header("To", msg.to)
     address_header("Cc", msg.cc)
     address_header("Reply-To", msg.reply_to)
-    subject = custom.pop("subject", ("Subject", msg.subject))
+    subject = custom.get("subject", ("Subject", msg.subject))
     out.append(_unstructured(subject[0], subject[1]))
-    date_header = custom.pop("date", ("Date", date))
+    date_header = custom.get("date", ("Date", date))
     out.append(_unstructured(date_header[0], date_header[1]))
-    mid = custom.pop("message-id", ("Message-ID", message_id))
+    mid = custom.get("message-id", ("Message-ID", message_id))
     out.append(_unstructured(mid[0], mid[1]))
-    # A copy: address_header() pops the header it renders from ``custom``.
-    for lower, (name, value) in list(custom.items()):
+    # Every other custom header, each one: two names that differ only in
+    # case are two header lines (as Django writes them), never one lost.
+    for name, value in msg.headers:
+        lower = name.lower()
+        if lower in _REPLACEABLE:
+            continue
         if lower in _ADDRESS_HEADERS:
-            address_header(name, ())
+            out.append(_address_header(name, _header_addresses(name, value)))
         else:
             out.append(_unstructured(name, value))
     out.append("MIME-Version: 1.0")

@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .exceptions import (
     AuthenticationError,
@@ -46,6 +47,7 @@ __all__ = [
     "Envelope",
     "RetryPolicy",
     "advance",
+    "connect_flow",
     "Sleep",
     "Step",
     "dot_stuff",
@@ -293,15 +295,7 @@ def send_flow(
             if attempt >= policy.max_retries:
                 raise
             attempt += 1
-            delay = policy.delay(attempt)
-            logger.warning(
-                "temporary failure (%s); retry %d of %d in %.1fs",
-                error,
-                attempt,
-                policy.max_retries,
-                delay,
-            )
-            yield Sleep(delay, str(error))
+            yield _backoff(policy, attempt, error)
             continue
         final.update(status.recipients)
         esp_response = status.esp_response
@@ -328,13 +322,47 @@ def send_flow(
         pending = transient
 
 
+def connect_flow(policy: RetryPolicy) -> Generator[Action, object, Connection]:
+    """Open a connection, retrying what is temporary as :func:`send_flow` does.
+
+    For ``open()`` / ``aopen()``: a 421 greeting, a refused or timed-out
+    connect or a dropped connection is retried up to ``policy.max_retries``
+    times with backoff; TLS, AUTH and configuration problems are raised at once.
+    """
+    attempt = 0
+    while True:
+        try:
+            connection = yield Connect(fresh=attempt > 0)
+            assert isinstance(connection, Connection)
+            return connection
+        except TransportError as error:
+            if not _retryable(error) or attempt >= policy.max_retries:
+                raise
+            attempt += 1
+            yield _backoff(policy, attempt, error)
+
+
+def _backoff(policy: RetryPolicy, attempt: int, error: TransportError) -> Sleep:
+    """Log retry number ``attempt`` and return the wait before it."""
+    delay = policy.delay(attempt)
+    logger.warning(
+        "temporary failure (%s); retry %d of %d in %.1fs",
+        error,
+        attempt,
+        policy.max_retries,
+        delay,
+    )
+    return Sleep(delay, str(error))
+
+
 Flow = Generator[Action, object, SendStatus]
+_R = TypeVar("_R")
 
 
 def advance(
-    flow: Flow, result: object = None, error: TransportError | None = None
-) -> Action | SendStatus:
-    """Resume ``flow`` with an action's result (or its error); return the next action or the status.
+    flow: Generator[Action, object, _R], result: object = None, error: TransportError | None = None
+) -> Action | _R:
+    """Resume ``flow`` with an action's result (or its error); return the next action or the result.
 
     Raises whatever the flow raises (a :class:`TransportError` it gave up on).
     """
@@ -343,8 +371,8 @@ def advance(
             return flow.throw(error)
         return flow.send(result)
     except StopIteration as stop:
-        status: SendStatus = stop.value
-        return status
+        value: _R = stop.value
+        return value
 
 
 def _unknown(error: TransportError) -> RecipientStatus:

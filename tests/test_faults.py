@@ -261,6 +261,23 @@ async def test_421_greeting_is_retried_with_exponential_backoff(
     assert 0.35 <= elapsed < 0.35 + MARGIN
 
 
+async def test_opening_a_held_connection_retries_temporary_failures(
+    sender: Sender, faulty_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``with`` / ``async with`` retry a 421 greeting too, before the first message."""
+    caplog.set_level(logging.INFO, RETRY_LOGGER)
+    server = faulty_server(refuse_connections=2)
+    messages = numbered(3)
+    connection = backend_for(server, max_retries=2)
+
+    async with sender.connected(connection):
+        await sender.send(connection, messages)
+
+    assert assert_agreement(server, messages) == {"sent": 3}
+    assert server.connections == 3
+    assert retry_delays(caplog) == [0.01, 0.02]
+
+
 async def test_421_greeting_without_retries_raises(
     sender: Sender, faulty_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:

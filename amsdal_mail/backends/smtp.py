@@ -17,8 +17,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Generator, Mapping
+from typing import Any, TypeVar
 
 from ..config import SMTPSettings, resolve_smtp_settings
 from ..exceptions import (
@@ -40,7 +40,9 @@ from ..protocol import (
     Connection,
     RetryPolicy,
     Sleep,
+    Step,
     advance,
+    connect_flow,
     prepare_envelope,
     send_flow,
 )
@@ -50,6 +52,8 @@ from .base import BaseBackend
 __all__ = ["SMTPBackend"]
 
 logger = logging.getLogger("amsdal_mail.smtp")
+_ACTIONS = (Step, Connect, Sleep)
+_R = TypeVar("_R")
 
 
 @functools.cache
@@ -198,8 +202,8 @@ class SMTPBackend(BaseBackend):
         with self._lock:
             if self._connection is not None:
                 return False
-            # Publish the connection only once TLS and AUTH succeeded.
-            self._connection = self._connect()
+            # _perform publishes the connection only once TLS and AUTH succeeded.
+            self._run(connect_flow(self._policy))
             self._used = False
             return True
 
@@ -250,23 +254,25 @@ class SMTPBackend(BaseBackend):
             self._drop()  # 421: the server is closing this connection
         return replies
 
+    def _run(self, flow: Generator[Action, object, _R]) -> _R:
+        """Carry out the actions of ``flow`` until it returns; return its result."""
+        outcome = advance(flow)
+        while isinstance(outcome, _ACTIONS):
+            try:
+                result = self._perform(outcome)
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                outcome = advance(flow, error=self._translate(exc))
+            else:
+                outcome = advance(flow, result)
+        return outcome
+
     def _send(self, message: EmailMessage) -> SendStatus:
         envelope = prepare_envelope(message)
-        flow = send_flow(envelope, self._policy, pipelining=True)
         with self._lock:
-            outcome = advance(flow)
-            while True:
-                assert not isinstance(outcome, SendStatus)
-                try:
-                    result = self._perform(outcome)
-                except (OSError, smtplib.SMTPException) as exc:
-                    self._drop()
-                    outcome = advance(flow, error=self._translate(exc))
-                else:
-                    outcome = advance(flow, result)
-                if isinstance(outcome, SendStatus):
-                    _log_status(envelope.keys, outcome)
-                    return outcome
+            status = self._run(send_flow(envelope, self._policy, pipelining=True))
+        _log_status(envelope.keys, status)
+        return status
 
     # --- async -----------------------------------------------------------------
 
@@ -275,7 +281,7 @@ class SMTPBackend(BaseBackend):
         if self._achannel is not None and self._achannel.reader is not None:
             return False
         channel = _AsyncChannel(self)
-        await channel.connect()
+        await channel.run(connect_flow(self._policy))
         self._achannel = channel
         return True
 
@@ -633,25 +639,27 @@ class _AsyncChannel:
             self.drop()  # 421: the server is closing this connection
         return replies
 
+    async def run(self, flow: Generator[Action, object, _R]) -> _R:
+        """Carry out the actions of ``flow`` until it returns; return its result."""
+        aiosmtplib = _import_aiosmtplib()
+        outcome = advance(flow)
+        while isinstance(outcome, _ACTIONS):
+            try:
+                result = await self.perform(outcome)
+            except (OSError, aiosmtplib.SMTPException) as exc:
+                self.drop()
+                outcome = advance(flow, error=self.backend._translate(exc))
+            else:
+                outcome = advance(flow, result)
+        return outcome
+
     async def send(self, message: EmailMessage) -> SendStatus:
         """Send one message over this connection (reconnecting as the flow asks)."""
-        aiosmtplib = _import_aiosmtplib()
         envelope = prepare_envelope(message)
-        flow = send_flow(envelope, self.backend._policy, pipelining=True)
         async with self.lock:
-            outcome = advance(flow)
-            while True:
-                assert not isinstance(outcome, SendStatus)
-                try:
-                    result = await self.perform(outcome)
-                except (OSError, aiosmtplib.SMTPException) as exc:
-                    self.drop()
-                    outcome = advance(flow, error=self.backend._translate(exc))
-                else:
-                    outcome = advance(flow, result)
-                if isinstance(outcome, SendStatus):
-                    _log_status(envelope.keys, outcome)
-                    return outcome
+            status = await self.run(send_flow(envelope, self.backend._policy, pipelining=True))
+        _log_status(envelope.keys, status)
+        return status
 
 
 class _BoundedReplies(smtplib.SMTP):
