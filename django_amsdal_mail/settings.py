@@ -198,7 +198,9 @@ def _choose(
     if not mailers_mode:
         setting = SETTING_FOR_OPTION[name]
         is_set, setting_value = _project_setting(setting)
-        if is_set:
+        # None set by the project means "not set", except EMAIL_TIMEOUT = None
+        # (no timeout), as Django's SMTP backend reads them.
+        if is_set and (setting_value is not None or name == "timeout"):
             return _Choice(setting_value, f"settings.{setting}")
     var = ENV_PREFIX + _ENV_FOR_OPTION[name]
     raw = environ.get(var)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
@@ -268,3 +269,15 @@ def test_positional_arguments_follow_djangos_smtp_backend(server: RecordingServe
         "pw",
     )
     assert backend.fail_silently is True
+
+
+async def test_a_reply_lost_after_the_data_is_server_disconnected(
+    twin: Twin, faulty_server: Any
+) -> None:
+    """Data sent but the reply lost: SMTPServerDisconnected, status ``unknown``, not resent."""
+    server = faulty_server(drop_before_reply=[1])
+    message = _message()
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        await twin.send(EmailBackend(host="127.0.0.1", port=server.port), [message])
+    assert message.amsdal_status.status == {"unknown"}
+    assert len(server.messages) == 1  # the server did store it: resending would duplicate it

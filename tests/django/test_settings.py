@@ -387,3 +387,14 @@ def test_an_unknown_amsdal_mail_backend_lists_the_known_ones() -> None:
     with pytest.raises(ImproperlyConfigured, match="smtp") as excinfo:
         EmailBackend(backend="carrier-pigeon")
     assert "carrier-pigeon" in str(excinfo.value)
+
+
+def test_a_setting_set_to_none_counts_as_not_set(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMAIL_PORT = None (as Django reads it) falls back to the environment or the default."""
+    settings.EMAIL_PORT = None
+    settings.EMAIL_HOST_USER = None
+    assert EmailBackend().port == 25
+    monkeypatch.setenv("AMSDAL_EMAIL_PORT", "2526")
+    assert EmailBackend().port == 2526
