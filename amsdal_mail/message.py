@@ -404,6 +404,9 @@ class EmailMessage:
         self.status: SendStatus | None = None
         self.validate()
 
+    #: The last validate() result and the snapshot of the fields it was made from.
+    _validated: tuple[tuple[object, ...], ValidatedMessage] | None = None
+
     def __repr__(self) -> str:
         return (
             f"EmailMessage(subject={self.subject!r}, from_email={self.from_email!r}, "
@@ -414,8 +417,84 @@ class EmailMessage:
     def validate(self) -> ValidatedMessage:
         """Check every field and return the parsed form.
 
+        The result is kept and returned again while every field is the same
+        object (lists and the headers compared item by item), so the checks
+        at construction, before a batch and before sending run once for an
+        unchanged message; any change is checked afresh.
+
         Raises :class:`~amsdal_mail.InvalidMessageError` naming the first bad field.
         """
+        snapshot = self._snapshot()
+        kept = self._validated
+        if snapshot is not None and kept is not None and kept[0] == snapshot:
+            return kept[1]
+        valid = self._validate()
+        if snapshot is not None:
+            self._validated = (snapshot, valid)
+        return valid
+
+    def _snapshot(self) -> tuple[object, ...] | None:
+        """Return every field validate() reads, or None when a cached result can't be trusted.
+
+        Only values whose content cannot change behind an unchanged identity
+        qualify: exact ``str`` (not a subclass or a lazy object whose text
+        may change), ``Address``, the frozen part classes, ``None``, ``bool``.
+        """
+        fields = (
+            self.subject,
+            self.body,
+            self.from_email,
+            self.html_body,
+            self.content_subtype,
+            self.mixed_subtype,
+            self.encoding,
+        )
+        for value in fields:
+            if value is not None and type(value) is not str:
+                return None
+        if type(self.allow_local_addresses) is not bool:
+            return None
+        lists: list[tuple[object, ...]] = []
+        address_fields: tuple[object, ...] = (self.to, self.cc, self.bcc, self.reply_to)
+        for values in address_fields:
+            if type(values) is str or values is None:
+                lists.append((values,))
+                continue
+            if not isinstance(values, (list, tuple)) or type(values) not in (list, tuple):
+                # Any other iterable (a generator, a custom sequence) may not
+                # read the same twice.
+                return None
+            items: tuple[object, ...] = tuple(values)
+            for item in items:
+                if type(item) not in (str, Address):
+                    return None
+            lists.append(items)
+        parts = tuple(self.attachments) if type(self.attachments) in (list, tuple) else None
+        alternatives = (
+            tuple(self.alternatives) if type(self.alternatives) in (list, tuple) else None
+        )
+        if parts is None or alternatives is None or type(self.headers) is not dict:
+            return None
+        for part in parts:
+            if type(part) is not Attachment and type(part) is not RawPart:
+                return None
+        for alternative in alternatives:
+            if type(alternative) is not Alternative:
+                return None
+        headers = tuple(self.headers.items())
+        for name, value in headers:
+            if type(name) is not str or type(value) is not str:
+                return None
+        return (
+            fields,
+            self.allow_local_addresses,
+            *lists,
+            parts,
+            alternatives,
+            headers,
+        )
+
+    def _validate(self) -> ValidatedMessage:
         local = self.allow_local_addresses
         subject = _check_text(self.subject, "subject")
         body = _check_text(self.body, "body", allow_newlines=True)
