@@ -96,6 +96,16 @@ E_NO_HOST: Final = "amsdal_mail.E006"
 E_UNKNOWN_OPTION: Final = "amsdal_mail.E007"
 E_REFUSED: Final = "amsdal_mail.E008"
 
+_BOOLEAN_HINT: Final = (
+    "Use True or False; an environment variable may also say true/false, 1/0, yes/no or on/off."
+)
+_VALUE_HINTS: Final = {
+    "use_tls": _BOOLEAN_HINT,
+    "use_ssl": _BOOLEAN_HINT,
+    "port": "Use a whole number from 1 to 65535, such as 25, 465 (use_ssl) or 587 (use_tls).",
+    "timeout": "Use a positive number of seconds, or None for no timeout.",
+}
+
 _ERROR_ID_FOR_OPTION: Final = {
     "use_tls": E_BAD_BOOLEAN,
     "use_ssl": E_BAD_BOOLEAN,
@@ -223,17 +233,9 @@ def _check_value(name: str, choice: _Choice) -> Problem | None:
         text = str(exc)
         if not text.startswith(choice.label):
             text = f"{choice.label}: {text}"
-        return Problem(_ERROR_ID_FOR_OPTION.get(name, E_BAD_VALUE), text, _source_hint(name))
+        hint = _VALUE_HINTS.get(name, "Use a string without line breaks, or None.")
+        return Problem(_ERROR_ID_FOR_OPTION.get(name, E_BAD_VALUE), text, hint)
     return None
-
-
-def _source_hint(name: str) -> str:
-    setting = SETTING_FOR_OPTION[name]
-    return (
-        f"Fix the {name!r} option (MAILERS OPTIONS or a get_connection() argument), "
-        f"settings.{setting}, or the {ENV_PREFIX}{_ENV_FOR_OPTION[name]} environment variable, "
-        "whichever supplies it."
-    )
 
 
 def _backend_name(

@@ -17,12 +17,11 @@ from django_amsdal_mail.checks import check_mail_settings
 
 from .conftest import BACKEND
 
-
-def _source_hint(option: str, setting: str, variable: str) -> str:
-    return (
-        f"Fix the {option!r} option (MAILERS OPTIONS or a get_connection() argument), "
-        f"settings.{setting}, or the {variable} environment variable, whichever supplies it."
-    )
+BOOLEAN_HINT = (
+    "Use True or False; an environment variable may also say true/false, 1/0, yes/no or on/off."
+)
+PORT_HINT = "Use a whole number from 1 to 65535, such as 25, 465 (use_ssl) or 587 (use_tls)."
+TIMEOUT_HINT = "Use a positive number of seconds, or None for no timeout."
 
 
 def _library_message(label: str, option: str, value: Any) -> str:
@@ -93,7 +92,7 @@ def test_a_bad_boolean(ours: Any) -> None:
     assert check_mail_settings() == [
         checks.Error(
             _library_message("settings.EMAIL_USE_TLS", "use_tls", "maybe"),
-            hint=_source_hint("use_tls", "EMAIL_USE_TLS", "AMSDAL_EMAIL_USE_TLS"),
+            hint=BOOLEAN_HINT,
             id="amsdal_mail.E003",
         )
     ]
@@ -106,7 +105,7 @@ def test_a_bad_port_setting(ours: Any, port: Any) -> None:
     assert check_mail_settings() == [
         checks.Error(
             _library_message("settings.EMAIL_PORT", "port", port),
-            hint=_source_hint("port", "EMAIL_PORT", "AMSDAL_EMAIL_PORT"),
+            hint=PORT_HINT,
             id="amsdal_mail.E004",
         )
     ]
@@ -118,7 +117,7 @@ def test_a_bad_port_variable(ours: Any, monkeypatch: pytest.MonkeyPatch) -> None
     assert check_mail_settings() == [
         checks.Error(
             _library_message("AMSDAL_EMAIL_PORT", "port", "99999"),
-            hint=_source_hint("port", "EMAIL_PORT", "AMSDAL_EMAIL_PORT"),
+            hint=PORT_HINT,
             id="amsdal_mail.E004",
         )
     ]
@@ -130,7 +129,7 @@ def test_a_bad_timeout(ours: Any) -> None:
     assert check_mail_settings() == [
         checks.Error(
             _library_message("settings.EMAIL_TIMEOUT", "timeout", -5),
-            hint=_source_hint("timeout", "EMAIL_TIMEOUT", "AMSDAL_EMAIL_TIMEOUT"),
+            hint=TIMEOUT_HINT,
             id="amsdal_mail.E005",
         )
     ]
