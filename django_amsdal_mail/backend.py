@@ -263,7 +263,13 @@ class EmailBackend(BaseEmailBackend):
             pre_send.send(sender=type(self), message=message, backend=self)
         except CancelSend:
             return None
-        return self._convert(message)
+        if not message.recipients():  # a pre_send receiver removed them all
+            return None
+        try:
+            return convert_message(message)
+        except Exception as exc:  # reported on post_send, then raised as is
+            self._post_send(message, _invalid_status(message, exc))
+            raise
 
     async def _aprepare(self, message: DjangoEmailMessage) -> EmailMessage | None:
         """Async twin of :meth:`_prepare`."""
@@ -279,16 +285,12 @@ class EmailBackend(BaseEmailBackend):
             if group.subgroup(lambda exc: not isinstance(exc, CancelSend)) is not None:
                 raise
             return None
-        return self._convert(message)
-
-    def _convert(self, message: DjangoEmailMessage) -> EmailMessage | None:
-        """Return the amsdal_mail message, or report an invalid one and raise."""
-        if not message.recipients():  # a pre_send receiver removed them all
+        if not message.recipients():
             return None
         try:
             return convert_message(message)
-        except Exception as exc:  # reported on post_send, then raised as is
-            self._post_send(message, _invalid_status(message, exc))
+        except Exception as exc:
+            await self._apost_send(message, _invalid_status(message, exc))
             raise
 
     def _deliver(self, message: DjangoEmailMessage, outgoing: EmailMessage, batch: _Batch) -> bool:

@@ -198,3 +198,28 @@ async def test_sync_receivers_may_use_the_orm_from_async_code(
     connect(post_send, lambda **kwargs: counts.append(User.objects.count()))
     assert await _backend(server).asend_messages([_message()]) == 1
     assert counts == [0]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sync_receivers_may_use_the_orm_for_an_invalid_message_too(
+    server: RecordingServer, connect: Connect
+) -> None:
+    """Reporting a malformed message from async code also runs sync receivers in a thread."""
+    counts: list[int] = []
+    connect(post_send, lambda **kwargs: counts.append(User.objects.count()))
+    with pytest.raises(ValueError):
+        await _backend(server).asend_messages([_message(to="broken@")])
+    assert counts == [0]
+
+
+async def test_a_receiver_removing_every_recipient_skips_the_message(
+    twin: Twin, server: RecordingServer, connect: Connect
+) -> None:
+    """A message left without recipients by pre_send is skipped, as one without any."""
+
+    def clear(sender: type, message: EmailMessage, **kwargs: Any) -> None:
+        message.to = []
+
+    connect(pre_send, clear)
+    assert await twin.send(_backend(server), [_message()]) == 0
+    assert server.connections == 0
