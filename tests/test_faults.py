@@ -519,7 +519,7 @@ async def test_pooled_connection_closed_while_idle_is_replaced(
     sender: Sender, faulty_server: StartServer, silently: bool
 ) -> None:
     """A held connection the server closed while idle is replaced; no message is lost."""
-    server = faulty_server(idle_close=0.3, idle_close_silently=silently)
+    server = faulty_server(idle_close=0.5, idle_close_silently=silently)
     messages = numbered(2)
     connection = backend_for(server)
 

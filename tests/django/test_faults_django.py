@@ -119,7 +119,7 @@ async def test_a_pooled_connection_closed_while_idle_is_replaced(
     twin: Twin, faulty_server: StartServer
 ) -> None:
     """An open backend whose connection the server closed while idle still delivers."""
-    server = faulty_server(idle_close=0.3)
+    server = faulty_server(idle_close=0.5)
     messages = numbered(2)
     backend = backend_for(server)
 
