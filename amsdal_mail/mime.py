@@ -44,6 +44,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character bu
 _TOKEN_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~ ]*")
 
 
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _current_date() -> str:
+    """Return ``formatdate(localtime=True)``, made once per second rather than per message."""
+    global _date_cache
+    now = time.time()
+    second, text = _date_cache
+    if int(now) != second:
+        text = formatdate(now, localtime=True)
+        _date_cache = (int(now), text)
+    return text
+
+
 def make_message_id(domain: str | None = None) -> str:
     """Return a new, globally unique ``<...@domain>`` Message-ID (no DNS look-up)."""
     stamp = int(time.time() * 1000)
@@ -79,7 +93,7 @@ def _needs_encoding(text: str) -> bool:
         not text.isascii()
         or "=?" in text
         or _CONTROL.search(text) is not None
-        or any(len(w) > 70 for w in text.split(" "))
+        or (len(text) > 70 and any(len(w) > 70 for w in text.split(" ")))
     )
 
 
@@ -106,7 +120,9 @@ def _fold(name: str, tokens: Iterable[str]) -> str:
 def _unstructured(name: str, value: str) -> str:
     if _needs_encoding(value):
         return _fold(name, _encoded_words(value))
-    return _fold(name, value.split(" ")) if value else name + ": "
+    if len(name) + 2 + len(value) <= _MAX_LINE:
+        return f"{name}: {value}"  # what _fold makes of a line it need not break
+    return _fold(name, value.split(" "))
 
 
 def _format_address(address: Address) -> list[str]:
@@ -369,7 +385,7 @@ def render_chunks(
     if message_id is None:
         message_id = make_message_id(msg.from_address.ascii_domain or None)
     if date is None:
-        date = formatdate(localtime=True)
+        date = _current_date()
     head = "\r\n".join(_header_lines(msg, message_id, date)) + "\r\n"
     return [head.encode("utf-8"), *_body_parts(msg)]
 
