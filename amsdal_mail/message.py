@@ -33,6 +33,12 @@ _ASCII_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _ADDRESS_SPECIALS = re.compile(r'[\s<>,;"()\\]')
 _DOT_ATOM = re.compile(rf"{_LOCAL_ATOM.pattern}(?:\.{_LOCAL_ATOM.pattern})*")
 _ASCII_DOMAIN = re.compile(rf"{_ASCII_LABEL.pattern}(?:\.{_ASCII_LABEL.pattern})*")
+# The common case, a bare ASCII ``local@domain`` that passes every check
+# below except the two length limits, recognised in one match.
+_ASCII_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_PLAIN_ADDRESS = re.compile(
+    rf"({_ASCII_ATOM}(?:\.{_ASCII_ATOM})*)@({_ASCII_LABEL.pattern}(?:\.{_ASCII_LABEL.pattern})*)"
+)
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' and space
 _RENDERER_HEADERS = frozenset(
     {"mime-version", "content-type", "content-transfer-encoding", "content-disposition"}
@@ -142,6 +148,11 @@ def parse_address(
     """
     if isinstance(value, Address):
         return value
+    plain = _PLAIN_ADDRESS.fullmatch(value) if type(value) is str else None
+    if plain is not None:
+        local, domain = plain.groups()
+        if len(local) <= 64 and len(domain) <= 253:
+            return Address("", local, domain)
     if not isinstance(value, str):
         raise InvalidAddressError(
             f"{field} must hold addresses as str, not {type(value).__name__}: {value!r}",
