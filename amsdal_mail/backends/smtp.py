@@ -367,7 +367,7 @@ class _ReplyReader(asyncio.Protocol):
         self._error: str | None = None
         self._error_code: int | None = None
         self._cause: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
         self._paused = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -376,34 +376,36 @@ class _ReplyReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
-        start = 0
-        try:
-            while True:
-                end = buffer.find(b"\n", start)
-                if end == -1:
-                    if len(buffer) - start > 1 << 20:
-                        raise smtplib.SMTPResponseException(500, "Reply too long.")
-                    break
-                line = bytes(buffer[start : end + 1])
-                start = end + 1
-                if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
-                    raise smtplib.SMTPResponseException(500, "Line too long.")
-                self._lines.append(line[4:].strip(b" \t\r\n"))
-                try:
-                    code = int(line[:3])
-                except ValueError:
-                    code = -1
-                else:
-                    if line[3:4] == b"-":
-                        continue
-                text = b"\n".join(self._lines).decode("utf-8", "replace")
-                self._lines = []
-                self._reply(SMTPReply(code, text))
-        except smtplib.SMTPResponseException as exc:
-            self._fail(str(exc.smtp_error), None, code=exc.smtp_code)
-            self.transport.abort()
-        del buffer[:start]
+        end = buffer.rfind(b"\n") + 1
+        if not end:
+            if len(buffer) > 1 << 20:
+                self._invalid("Reply too long.")
+            return
+        lines = bytes(buffer[:end]).split(b"\n")
+        del buffer[:end]
+        lines.pop()  # the empty text after the last line break
+        for line in lines:
+            if len(line) >= smtplib._MAXLINE:  # type: ignore[attr-defined]
+                self._invalid("Line too long.")  # over _MAXLINE with its line break
+                return
+            self._lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+            else:
+                if line[3:4] == b"-":
+                    continue
+            text = b"\n".join(self._lines).decode("utf-8", "replace")
+            self._lines = []
+            self._reply(SMTPReply(code, text))
         self._wake()
+
+    def _invalid(self, text: str) -> None:
+        """Give up on a server that sends replies no SMTP server sends."""
+        self._buffer.clear()
+        self._fail(text, None, code=500)
+        self.transport.abort()
 
     def _reply(self, reply: SMTPReply) -> None:
         if self._expected:
@@ -442,7 +444,7 @@ class _ReplyReader(asyncio.Protocol):
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(True)
 
     def _raise_error(self) -> None:
         """Raise what made the connection unusable, as the sync path would raise it."""
@@ -459,14 +461,20 @@ class _ReplyReader(asyncio.Protocol):
         return self._error is None and not self.transport.is_closing()
 
     async def _wait(self, timeout: float | None, what: str) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        """Wait until the protocol has news (a reply, room to write, a close), or time out."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        # A bare timer, cheaper than asyncio.timeout() at two waits per message.
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            raise TimeoutError(f"no {what} within {timeout}s") from None
+            woken = await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not woken:
+            raise TimeoutError(f"no {what} within {timeout}s")
 
     async def exchange(
         self, payload: list[bytes], replies: int, timeout: float | None
@@ -537,6 +545,11 @@ class _ReplyReader(asyncio.Protocol):
                 await asyncio.shield(self.closed)
         except TimeoutError:
             self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class _AsyncChannel:
