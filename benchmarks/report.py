@@ -24,6 +24,8 @@ class Results:
     #: sink name -> profile name -> sender name -> msgs/s per repetition
     network: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     sink_titles: dict[str, str] = field(default_factory=dict)
+    #: sink name -> profile name -> sender name -> client CPU us per message, per repetition
+    cpu: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     #: profile name -> renderer -> {"render": [...], "build_render": [...]}
     rendering: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     #: mode -> peak RSS in bytes
@@ -184,6 +186,22 @@ def write_markdown(res: Results, path: Path, chart: Path | None) -> None:
                 ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        cpu = res.cpu.get(sink, {})
+        if cpu:
+            lines += [
+                "Client CPU (user + system of the benchmark process) per message, µs, median: "
+                "what each sender costs the machine, whatever the wall time.",
+                "",
+                "| sender | "
+                + " | ".join(res.profile_titles.get(p, p) for p in profile_names)
+                + " |",
+                "|---" * (1 + len(profile_names)) + "|",
+            ]
+            for s in senders:
+                cells = [res.sender_labels.get(s, s)]
+                cells += [f"{_median(cpu.get(p, {}).get(s, [])):,.0f}" for p in profile_names]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
     if res.rendering:
         lines += [
             "## Rendering (no network)",
