@@ -289,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             "was not measured."
         )
     res.seconds = time.monotonic() - started
-    report.write_chart(res, a.chart)
-    report.write_markdown(res, a.out, a.chart if a.chart.parent == a.out.parent else None)
+    drawn = report.write_chart(res, a.chart)
+    beside = drawn and a.chart.parent.resolve() == a.out.parent.resolve()
+    report.write_markdown(res, a.out, a.chart if beside else None)
     faulthandler.cancel_dump_traceback_later()
     print(f"==> wrote {a.out} and {a.chart} ({res.seconds:.0f} s)")
     for t in report.targets(res):

@@ -281,7 +281,7 @@ def write_markdown(res: Results, path: Path, chart: Path | None) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_chart(res: Results, path: Path) -> None:
+def write_chart(res: Results, path: Path) -> bool:
     """Draw the ratios to Django (network and rendering) and the peak RSS as a PNG."""
     import matplotlib
 
@@ -291,6 +291,8 @@ def write_chart(res: Results, path: Path) -> None:
 
     panels = [(sink, rows) for sink, rows in res.network.items()]
     n = len(panels) + bool(res.rendering) + bool(res.rss)
+    if not n:
+        return False  # nothing was measured
     fig, axes = plt.subplots(n, 1, figsize=(12, 3.4 * n), squeeze=False)
     index = 0
     for sink, by_profile in panels:
@@ -329,6 +331,7 @@ def write_chart(res: Results, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 def _grouped(
