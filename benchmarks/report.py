@@ -287,7 +287,7 @@ def write_chart(res: Results, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     panels = [(sink, rows) for sink, rows in res.network.items()]
     n = len(panels) + bool(res.rendering) + bool(res.rss)
@@ -301,7 +301,9 @@ def write_chart(res: Results, path: Path) -> bool:
         senders = list(dict.fromkeys(s for rows in by_profile.values() for s in rows))
         _grouped(ax, list(by_profile), senders, by_profile, res, res.sender_labels)
         ax.set_yscale("log")  # the many-recipients ratios dwarf the others
+        ax.yaxis.set_major_locator(FixedLocator([0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100]))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"sending to {res.sink_titles.get(sink, sink)}: msgs/s ÷ Django SMTP backend")
     if res.rendering:
         ax = axes[index][0]
@@ -366,6 +368,6 @@ def _grouped(
         ax.bar(x + i * width - 0.4 + width / 2, med, width, yerr=[lo, hi], capsize=2, label=label)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(x)
-    ax.set_xticklabels([textwrap.fill(res.profile_titles.get(g, g), 28) for g in groups])
+    ax.set_xticklabels([textwrap.fill(res.profile_titles.get(g, g), 18) for g in groups])
     ax.set_ylabel("× Django")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
