@@ -13,6 +13,7 @@ PYTHON ?= python3
 PY313 ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python3.13)
 VENV ?= .venv
 PIP_FLAGS := --disable-pip-version-check --quiet
+comma := ,
 
 .PHONY: demo test test-quick test-matrix lint bench venv clean
 
@@ -28,7 +29,7 @@ define make_venv
 endef
 
 venv:
-	$(call make_venv,$(VENV),$(PYTHON),'django>=5.2,<5.3')
+	$(call make_venv,$(VENV),$(PYTHON),'django>=5.2$(comma)<5.3')
 
 demo: venv
 	$(VENV)/bin/python -m demo
@@ -43,9 +44,9 @@ test-quick: lint
 	$(VENV)/bin/python -m pytest
 
 test-matrix:
-	$(call make_venv,.venv-dj60,$(PY313),'django>=6.0,<6.1')
+	$(call make_venv,.venv-dj60,$(PY313),'django>=6.0$(comma)<6.1')
 	.venv-dj60/bin/python -m pytest
-	$(call make_venv,.venv-dj61,$(PY313),'django>=6.1,<6.2')
+	$(call make_venv,.venv-dj61,$(PY313),'django>=6.1$(comma)<6.2')
 	.venv-dj61/bin/python -m pytest
 
 test: test-quick test-matrix
