@@ -443,6 +443,19 @@ def _replies(step: Step, progress: _Progress) -> Generator[Action, object, list[
     return replies
 
 
+def _check_data_reply(reply: SMTPReply) -> None:
+    """Refuse a positive reply to DATA other than 354: the body was never sent.
+
+    Counting it as delivery would report ``sent`` for a message the server
+    never received; the exchange is out of step, so the connection is dropped.
+    """
+    if reply.is_positive and reply.code != SMTPCode.START_INPUT:
+        raise ProtocolError(
+            reply.code,
+            f"{reply.text} (unexpected reply to DATA, expected 354; the message was not sent)",
+        )
+
+
 def _one_transaction(
     envelope: Envelope,
     recipients: list[tuple[str, str]],
@@ -468,6 +481,7 @@ def _one_transaction(
         replies = yield from _replies(Step([mail, *rcpts, b"DATA\r\n"], len(rcpts) + 2), progress)
         mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
         accepted = mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)
+        _check_data_reply(data_reply)
         if data_reply.code == SMTPCode.START_INPUT:
             if accepted:
                 data_reply = yield from send_data()
@@ -488,6 +502,7 @@ def _one_transaction(
                 rcpt_replies.append(reply)
             if any(r.is_positive for r in rcpt_replies):
                 (data_reply,) = yield from _replies(Step([b"DATA\r\n"], 1), progress)
+                _check_data_reply(data_reply)
                 if data_reply.code == SMTPCode.START_INPUT:
                     data_reply = yield from send_data()
     closing = SMTPCode.SERVICE_UNAVAILABLE in {

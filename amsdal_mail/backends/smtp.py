@@ -256,15 +256,19 @@ class SMTPBackend(BaseBackend):
 
     def _run(self, flow: Generator[Action, object, _R]) -> _R:
         """Carry out the actions of ``flow`` until it returns; return its result."""
-        outcome = advance(flow)
-        while isinstance(outcome, _ACTIONS):
-            try:
-                result = self._perform(outcome)
-            except (OSError, smtplib.SMTPException) as exc:
-                self._drop()
-                outcome = advance(flow, error=self._translate(exc))
-            else:
-                outcome = advance(flow, result)
+        try:
+            outcome = advance(flow)
+            while isinstance(outcome, _ACTIONS):
+                try:
+                    result = self._perform(outcome)
+                except (OSError, smtplib.SMTPException) as exc:
+                    self._drop()
+                    outcome = advance(flow, error=self._translate(exc))
+                else:
+                    outcome = advance(flow, result)
+        except TransportError:
+            self._drop()  # the exchange ended mid-way: never reuse that connection
+            raise
         return outcome
 
     def _send(self, message: EmailMessage) -> SendStatus:
@@ -655,15 +659,19 @@ class _AsyncChannel:
     async def run(self, flow: Generator[Action, object, _R]) -> _R:
         """Carry out the actions of ``flow`` until it returns; return its result."""
         aiosmtplib = _import_aiosmtplib()
-        outcome = advance(flow)
-        while isinstance(outcome, _ACTIONS):
-            try:
-                result = await self.perform(outcome)
-            except (OSError, aiosmtplib.SMTPException) as exc:
-                self.drop()
-                outcome = advance(flow, error=self.backend._translate(exc))
-            else:
-                outcome = advance(flow, result)
+        try:
+            outcome = advance(flow)
+            while isinstance(outcome, _ACTIONS):
+                try:
+                    result = await self.perform(outcome)
+                except (OSError, aiosmtplib.SMTPException) as exc:
+                    self.drop()
+                    outcome = advance(flow, error=self.backend._translate(exc))
+                else:
+                    outcome = advance(flow, result)
+        except TransportError:
+            self.drop()  # the exchange ended mid-way: never reuse that connection
+            raise
         return outcome
 
     async def send(self, message: EmailMessage) -> SendStatus:
