@@ -10,7 +10,8 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
-PY313 ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python3.13)
+# pyenv's python3.13 shim refuses to run unless asked for, so prefer the real binary.
+PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
 VENV ?= .venv
 PIP_FLAGS := --disable-pip-version-check --quiet
 comma := ,
