@@ -19,6 +19,7 @@ __all__ = [
     "ENV_PREFIX",
     "UNSET",
     "SMTPSettings",
+    "env_var",
     "parse_bool",
     "resolve_smtp_settings",
 ]
@@ -65,6 +66,11 @@ _ENV_NAMES: Final = {
     "max_retries": "MAX_RETRIES",
     "retry_backoff": "RETRY_BACKOFF",
 }
+
+
+def env_var(name: str) -> str:
+    """Return the environment variable of the SMTP setting ``name`` (host: AMSDAL_EMAIL_HOST)."""
+    return ENV_PREFIX + _ENV_NAMES[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +245,7 @@ def resolve_smtp_settings(
         if name in opts:
             values[name] = parse(opts[name], name)
             continue
-        var = ENV_PREFIX + _ENV_NAMES[name]
+        var = env_var(name)
         raw = env.get(var)
         if raw is not None and (raw.strip() or name in ("use_tls", "use_ssl")):
             values[name] = parse(raw, var)

@@ -30,7 +30,14 @@ from django.utils.module_loading import import_string
 from amsdal_mail import BaseBackend, ConfigurationError
 from amsdal_mail.api import BACKENDS
 from amsdal_mail.backends.smtp import SMTPBackend
-from amsdal_mail.config import ENV_PREFIX, UNSET, SMTPSettings, parse_bool, resolve_smtp_settings
+from amsdal_mail.config import (
+    ENV_PREFIX,
+    UNSET,
+    SMTPSettings,
+    env_var,
+    parse_bool,
+    resolve_smtp_settings,
+)
 
 __all__ = [
     "BACKEND_OPTION",
@@ -70,17 +77,6 @@ SETTING_FOR_OPTION: Final = {
     "timeout": "EMAIL_TIMEOUT",
     "ssl_certfile": "EMAIL_SSL_CERTFILE",
     "ssl_keyfile": "EMAIL_SSL_KEYFILE",
-}
-_ENV_FOR_OPTION: Final = {
-    "host": "HOST",
-    "port": "PORT",
-    "username": "USER",
-    "password": "PASSWORD",
-    "use_tls": "USE_TLS",
-    "use_ssl": "USE_SSL",
-    "timeout": "TIMEOUT",
-    "ssl_certfile": "SSL_CERTFILE",
-    "ssl_keyfile": "SSL_KEYFILE",
 }
 _BOOLEANS: Final = frozenset({"use_tls", "use_ssl"})
 #: Django's EMAIL_PORT default, applied in compatibility mode whatever the TLS mode.
@@ -212,7 +208,7 @@ def _choose(
         # (no timeout), as Django's SMTP backend reads them.
         if is_set and (setting_value is not None or name == "timeout"):
             return _Choice(setting_value, f"settings.{setting}")
-    var = ENV_PREFIX + _ENV_FOR_OPTION[name]
+    var = env_var(name)
     raw = environ.get(var)
     if raw is not None and (raw.strip() or name in _BOOLEANS):
         return _Choice(raw, var, from_env=True)
