@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import library
+from . import django_part, library
 from .server import RecordingServer
 
 REFUSALS = {
@@ -17,6 +17,8 @@ def main() -> None:
         print(f"Embedded SMTP server listening on {server.host}:{server.port}")
         print("\n######## amsdal_mail library ########")
         library.run(server)
+        print("\n######## Django example project ########")
+        django_part.run(server)
         print(f"\nThe server received {len(server.messages)} message(s) in total.")
 
 

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_amsdal_mail",
+    "mailroom",  # the example project's app (example_project/ is on pythonpath)
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -46,3 +47,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 DEFAULT_FROM_EMAIL = "webmaster@example.com"
 SERVER_EMAIL = "server@example.com"
+
+# mailroom (the example project's app) records every send in the database; only
+# tests/django/test_example_project.py turns that on.
+MAILROOM_RECORD_STATUS = False
