@@ -36,8 +36,8 @@ demo: venv
 	$(VENV)/bin/python -m demo
 
 lint: venv
-	$(VENV)/bin/ruff check amsdal_mail django_amsdal_mail tests demo
-	$(VENV)/bin/ruff format --check amsdal_mail django_amsdal_mail tests demo
+	$(VENV)/bin/ruff check amsdal_mail django_amsdal_mail tests demo benchmarks example_project
+	$(VENV)/bin/ruff format --check amsdal_mail django_amsdal_mail tests demo benchmarks example_project
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tests/type_usage.py
 
