@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Address", "Alternative", "Attachment", "EmailMessage", "RawPart", "parse_address"]
 
 _FORBIDDEN = re.compile(r"[\r\n\0]")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 # RFC 5322 atext, plus non-ASCII (RFC 6531) for internationalised local parts.
 _LOCAL_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]+")
 _ASCII_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -43,6 +44,11 @@ _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' and space
 _RENDERER_HEADERS = frozenset(
     {"mime-version", "content-type", "content-transfer-encoding", "content-disposition"}
 )
+
+
+def normalize_line_endings(data: bytes) -> bytes:
+    """Return ``data`` with every CR, LF and CRLF turned into CRLF."""
+    return _LINE_BREAK.sub(b"\r\n", data)
 
 
 def _check_text(value: object, field_name: str, *, allow_newlines: bool = False) -> str:
@@ -299,7 +305,7 @@ class RawPart:
     def __post_init__(self) -> None:
         if not isinstance(self.data, bytes):
             raise InvalidMessageError("RawPart.data must be bytes", field="attachments")
-        data = re.sub(rb"\r\n|\r|\n", b"\r\n", self.data)
+        data = normalize_line_endings(self.data)
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
         if b"\0" in data:

@@ -15,7 +15,6 @@ Recipients refused with 452 (too many recipients) get a further transaction.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -56,7 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("amsdal_mail.smtp")
-_BARE_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 DATA_END = b".\r\n"
 
 
@@ -149,11 +147,6 @@ def prepare_envelope(message: EmailMessage) -> Envelope:
         chunks=render_chunks(valid),
         smtputf8=valid.needs_smtputf8,
     )
-
-
-def normalize_line_endings(data: bytes) -> bytes:
-    """Return ``data`` with every CR, LF and CRLF turned into CRLF."""
-    return _BARE_LINE_BREAK.sub(b"\r\n", data)
 
 
 def dot_stuff(chunks: list[bytes]) -> list[bytes]:
@@ -355,7 +348,6 @@ def _backoff(policy: RetryPolicy, attempt: int, error: TransportError) -> Sleep:
     return Sleep(delay, str(error))
 
 
-Flow = Generator[Action, object, SendStatus]
 _R = TypeVar("_R")
 
 

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from amsdal_mail import Attachment, EmailMessage, InvalidMessageError
+from amsdal_mail.message import normalize_line_endings
 from amsdal_mail.mime import render, render_chunks
-from amsdal_mail.protocol import dot_stuff, normalize_line_endings
+from amsdal_mail.protocol import dot_stuff
 from tests.faulty_smtpd import unstuff
 
 BARE_LINE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")
