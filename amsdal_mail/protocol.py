@@ -150,20 +150,26 @@ def prepare_envelope(message: EmailMessage) -> Envelope:
 
 
 def dot_stuff(chunks: list[bytes]) -> list[bytes]:
-    """Return the DATA payload: chunks dot-stuffed, ending with ``.\\r\\n`` once.
+    """Return the DATA payload: chunks dot-stuffed, ending with ``CRLF.CRLF`` once.
 
-    Each chunk must be CRLF-only and end with CRLF (as the renderer makes
-    them), so a chunk always starts at the start of a line. Chunks holding
-    no dot at a line start are passed through without copying.
+    The chunks joined must be CRLF-only, with no CRLF split between two
+    chunks; a chunk may end mid-line (a text part's last line has no line
+    break of its own). A CRLF is added when the data does not end with one,
+    as smtplib does, since the CRLF before the final dot ends the last line.
+    Chunks holding no dot at a line start are passed through without copying.
     """
     out: list[bytes] = []
+    line_start = True
     for chunk in chunks:
-        if chunk.startswith(b".") or b"\n." in chunk:
+        if not chunk:
+            continue
+        if b"\n." in chunk:
             chunk = chunk.replace(b"\r\n.", b"\r\n..")
-            if chunk.startswith(b"."):
-                chunk = b"." + chunk
+        if line_start and chunk.startswith(b"."):
+            chunk = b"." + chunk
         out.append(chunk)
-    if out and not out[-1].endswith(b"\r\n"):
+        line_start = chunk.endswith(b"\n")
+    if not line_start:
         out.append(b"\r\n")
     out.append(DATA_END)
     return out
