@@ -39,20 +39,12 @@ _SUCCESS = frozenset({SENT, QUEUED})
 class SMTPCode(IntEnum):
     """SMTP reply codes that the library acts on."""
 
-    READY = 220
-    CLOSING = 221
-    AUTH_OK = 235
-    COMPLETED = 250
     START_INPUT = 354
+    #: The server is closing the connection (RFC 5321 3.8), whatever command it answers.
     SERVICE_UNAVAILABLE = 421
-    MAILBOX_BUSY = 450
-    LOCAL_ERROR = 451
+    #: Too many recipients: the rest go in a further transaction.
     INSUFFICIENT_STORAGE = 452
-    BAD_SEQUENCE = 503
-    MAILBOX_UNAVAILABLE = 550
     EXCEEDED_STORAGE = 552
-    MAILBOX_NAME_INVALID = 553
-    TRANSACTION_FAILED = 554
 
 
 class SMTPReply(NamedTuple):
@@ -68,11 +60,6 @@ class SMTPReply(NamedTuple):
     def is_positive(self) -> bool:
         """Return True for a 2xx or 3xx reply."""
         return 200 <= self.code < 400
-
-    @property
-    def is_transient(self) -> bool:
-        """Return True for a 4xx reply (worth retrying later)."""
-        return 400 <= self.code < 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +187,11 @@ def status_from_transaction(
 ) -> SendStatus:
     """Build a message's status from the replies of one SMTP transaction.
 
-    A refused sender or a refused DATA applies to every recipient; otherwise
-    each recipient has its own RCPT reply. ``data_reply`` is None when DATA
-    was never sent (sender refused, or no recipient accepted).
+    A refused sender applies to every recipient. Otherwise each recipient
+    refused at RCPT keeps that reply, and the DATA reply decides for every
+    recipient accepted at RCPT (delivered, or refused with the data).
+    ``data_reply`` is None when DATA did not matter (sender refused, or no
+    recipient accepted).
     """
     recipients = list(recipients)
     if not mail_reply.is_positive:
@@ -213,22 +202,12 @@ def status_from_transaction(
             response=mail_reply.text,
             command="MAIL",
         )
-    if data_reply is not None and not data_reply.is_positive:
-        return SendStatus.uniform(
-            recipients,
-            _refusal_word(data_reply),
-            code=data_reply.code,
-            response=data_reply.text,
-            command="DATA",
-        )
     result = SendStatus()
     for address in recipients:
         reply = rcpt_replies[address]
         if reply.is_positive and data_reply is not None:
             # The RCPT was accepted, but delivery is decided by the DATA reply.
-            result.recipients[address] = RecipientStatus(
-                status=SENT, code=data_reply.code, response=data_reply.text, command="DATA"
-            )
+            result.recipients[address] = recipient_status_from_reply(data_reply, "DATA")
         else:
             result.recipients[address] = recipient_status_from_reply(reply)
     last = data_reply if data_reply is not None else list(rcpt_replies.values())[-1]

@@ -27,7 +27,7 @@ from amsdal_mail import (
     get_connection,
 )
 from amsdal_mail.backends.smtp import SMTPBackend
-from amsdal_mail.protocol import RetryPolicy
+from amsdal_mail.smtp.flow import RetryPolicy
 from tests.conftest import Sender
 from tests.faulty_smtpd import FaultyServer
 from tests.smtpd import free_port

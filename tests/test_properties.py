@@ -7,7 +7,7 @@ display names, custom headers, attachments with random bytes and names):
   (``email.policy.default``) parses back to an equal message;
 * those bytes use CRLF only, hold no NUL and no line over 998 octets.
 
-For any chunks of CRLF-only data, ``amsdal_mail.protocol.dot_stuff`` gives a
+For any chunks of CRLF-only data, ``amsdal_mail.smtp.transaction.dot_stuff`` gives a
 DATA payload that ends the data exactly once, at its end, and that a server
 un-stuffs back to the original.
 """
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from amsdal_mail import Attachment, EmailMessage, InvalidMessageError
 from amsdal_mail.message import normalize_line_endings
 from amsdal_mail.mime import render, render_chunks
-from amsdal_mail.protocol import dot_stuff
+from amsdal_mail.smtp.transaction import dot_stuff
 from tests.faulty_smtpd import unstuff
 
 BARE_LINE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")

@@ -6,10 +6,10 @@ import sys
 import threading
 from typing import IO, Any
 
-from ..message import EmailMessage
+from ..message import EmailMessage, ValidatedMessage
 from ..mime import render
 from ..status import SENT, SendStatus
-from .base import BaseBackend
+from .base import BaseBackend, addresses
 
 __all__ = ["ConsoleBackend"]
 
@@ -27,11 +27,11 @@ class ConsoleBackend(BaseBackend):
         self.stream = stream
         self._lock = threading.Lock()
 
-    def _send(self, message: EmailMessage) -> SendStatus:
-        text = render(message).decode("utf-8", "replace").replace("\r\n", "\n")
+    def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
+        text = render(valid).decode("utf-8", "replace").replace("\r\n", "\n")
         stream = self.stream or sys.stdout
         with self._lock:
             stream.write(text)
             stream.write("-" * 79 + "\n")
             stream.flush()
-        return SendStatus.uniform(message.recipients(), SENT)
+        return SendStatus.uniform(addresses(valid), SENT)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..message import EmailMessage
+from ..message import EmailMessage, ValidatedMessage
 from ..status import SENT, SendStatus
-from .base import BaseBackend
+from .base import BaseBackend, addresses
 
 __all__ = ["DummyBackend"]
 
@@ -12,5 +12,5 @@ __all__ = ["DummyBackend"]
 class DummyBackend(BaseBackend):
     """Discard every message; each recipient is reported ``sent``."""
 
-    def _send(self, message: EmailMessage) -> SendStatus:
-        return SendStatus.uniform(message.recipients(), SENT)
+    def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
+        return SendStatus.uniform(addresses(valid), SENT)

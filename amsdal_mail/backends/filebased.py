@@ -11,10 +11,10 @@ from typing import Any
 
 from ..config import ENV_PREFIX
 from ..exceptions import ConfigurationError
-from ..message import EmailMessage
+from ..message import EmailMessage, ValidatedMessage
 from ..mime import render
 from ..status import SENT, SendStatus
-from .base import BaseBackend
+from .base import BaseBackend, addresses
 
 __all__ = ["FileBackend"]
 
@@ -51,13 +51,13 @@ class FileBackend(BaseBackend):
                 f"cannot create file_path {str(self.file_path)!r}: {exc}"
             ) from exc
 
-    def _send(self, message: EmailMessage) -> SendStatus:
-        data = render(message)
+    def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
+        data = render(valid)
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(6)}.eml"
         tmp = self.file_path / (name + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(self.file_path / name)
-        return SendStatus.uniform(message.recipients(), SENT)
+        return SendStatus.uniform(addresses(valid), SENT)
 
-    async def _asend(self, message: EmailMessage) -> SendStatus:
-        return await asyncio.to_thread(self._send, message)
+    async def _adeliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
+        return await asyncio.to_thread(self._deliver, message, valid)

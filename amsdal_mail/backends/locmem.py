@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from ..message import EmailMessage
+from ..message import EmailMessage, ValidatedMessage
+from ..mime import render
 from ..status import SENT, SendStatus
-from .base import BaseBackend
+from .base import BaseBackend, addresses
 
 __all__ = ["LocmemBackend", "outbox"]
 
@@ -23,10 +24,8 @@ class LocmemBackend(BaseBackend):
     here as it would with SMTP), and each recipient is reported ``sent``.
     """
 
-    def _send(self, message: EmailMessage) -> SendStatus:
-        from ..mime import render
-
-        render(message)
+    def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
+        render(valid)
         with _lock:
             outbox.append(message)
-        return SendStatus.uniform(message.recipients(), SENT)
+        return SendStatus.uniform(addresses(valid), SENT)

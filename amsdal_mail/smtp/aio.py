@@ -1,0 +1,320 @@
+"""The async driver: aiosmtplib connects and authenticates, then raw bytes over its transport.
+
+:class:`AsyncDriver` holds one connection. aiosmtplib connects and does
+EHLO, STARTTLS and AUTH as :mod:`.handshake` decides; then the transport is
+moved to a :class:`_ReplyReader`, which reads every reply through the one
+:class:`~.wire.ReplyParser` and writes as :func:`~.wire.plan_writes` plans.
+aiosmtplib's own protocol keeps one parsed reply and drops data that arrives
+while it is unread, so it cannot take pipelined replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+from collections import deque
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from ..exceptions import MissingDependencyError
+from ..status import SMTPCode, SMTPReply
+from .driver import Driver, FlowRun, local_hostname, more_replies_wanted
+from .flow import Action, Connect, Sleep
+from .handshake import auth_mechanism, ehlo_features, wants_starttls
+from .transaction import Step
+from .wire import COALESCE, ReplyLimitError, ReplyParser, plan_writes
+
+__all__ = ["AsyncDriver", "import_aiosmtplib"]
+
+logger = logging.getLogger("amsdal_mail.smtp")
+_R = TypeVar("_R")
+_LOGIN = {"CRAM-MD5": "auth_crammd5", "PLAIN": "auth_plain", "LOGIN": "auth_login"}
+
+
+def import_aiosmtplib() -> Any:
+    """Return the aiosmtplib module; raise MissingDependencyError naming the extra."""
+    try:
+        import aiosmtplib
+    except ImportError as exc:  # pragma: no cover - exercised in the no-extras test run
+        raise MissingDependencyError(
+            "async SMTP sending needs aiosmtplib: pip install amsdal-mail[smtp]"
+        ) from exc
+    return aiosmtplib
+
+
+class AsyncDriver(Driver):
+    """Run flows over one async connection, made on demand; one flow at a time."""
+
+    reader: _ReplyReader | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Held while a flow runs: one connection serves one message at a time.
+        self.lock = asyncio.Lock()
+
+    def is_connected(self) -> bool:
+        """Return True while a connection is held."""
+        return self.reader is not None
+
+    def drop(self) -> None:
+        """Abort the connection without QUIT."""
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.abort()
+
+    async def quit(self) -> None:
+        """Send QUIT and close; a dead connection is just dropped."""
+        reader, self.reader = self.reader, None
+        if reader is None:
+            return
+        timeout = self.settings.timeout
+        try:
+            if reader.is_open:
+                await reader.exchange([b"QUIT\r\n"], 1, timeout)
+        except Exception:  # noqa: BLE001 - QUIT on a dying connection is not an error
+            reader.abort()
+        await reader.close(min(timeout or 5.0, 5.0))
+
+    async def run(self, flow: Generator[Action, object, _R]) -> _R:
+        """Carry out the actions of ``flow`` until it returns; return its result.
+
+        Raises the :class:`~amsdal_mail.TransportError` the flow gives up on.
+        """
+        errors = (OSError, import_aiosmtplib().SMTPException)
+        async with self.lock:
+            run = FlowRun(self, flow)
+            while run.action is not None:
+                try:
+                    value = await getattr(self, run.io)(run.action)
+                except errors as exc:
+                    run.fail(exc)
+                else:
+                    run.resume(value)
+            return run.result
+
+    async def do_sleep(self, action: Sleep) -> None:
+        """Wait before a retry."""
+        await asyncio.sleep(action.seconds)
+
+    async def do_exchange(self, action: Step) -> list[SMTPReply]:
+        """Write the step's bytes and return its replies."""
+        reader = self.reader
+        assert reader is not None  # FlowRun answers a Step without connection itself
+        return await reader.exchange(action.payload, action.replies, self.settings.timeout)
+
+    async def do_connect(self, action: Connect) -> None:
+        """Connect, say EHLO, STARTTLS and log in as the handshake policy says.
+
+        The connection is kept only once all of that succeeded.
+        """
+        aiosmtplib = import_aiosmtplib()
+        s = self.settings
+        context = s.make_ssl_context() if s.is_encrypted else None
+        local = s.local_hostname or await asyncio.to_thread(local_hostname)
+        # Pass both TLS flags explicitly: left unset, aiosmtplib upgrades
+        # opportunistically and logs in whenever a username is set.
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            local_hostname=local,
+            timeout=s.timeout,
+            use_tls=s.use_ssl,
+            start_tls=False,
+            tls_context=context,
+        )
+        try:
+            await client.connect()
+            await client.ehlo()
+            if wants_starttls(s, ehlo_features(client.esmtp_extensions), self.where):
+                await client.starttls(tls_context=context)
+                await client.ehlo()
+            features = ehlo_features(client.esmtp_extensions)
+            mechanism = auth_mechanism(s, features, self.where)
+            if mechanism is not None:
+                await getattr(client, _LOGIN[mechanism])(s.username or "", s.password or "")
+            transport = client.transport
+            if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        except BaseException:
+            client.close()
+            raise
+        # From here on the transport is this driver's: aiosmtplib is not used again.
+        reader = _ReplyReader(transport)
+        transport.set_protocol(reader)
+        self.reader = reader
+        self.connected(features)
+
+
+class _ReplyReader(asyncio.Protocol):
+    """The protocol of an async connection once aiosmtplib has set it up.
+
+    It feeds every byte to a :class:`~.wire.ReplyParser` and hands the
+    replies out in order: each answers exactly one command, read within
+    ``timeout`` seconds. A reply that arrives while no command awaits one
+    (the server talking while the connection sits idle) answers nothing and
+    is dropped; a 421 among those marks the connection as closing.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._parser = ReplyParser()
+        self._replies: deque[SMTPReply] = deque()  # owed replies, not yet taken
+        self._expected = 0  # replies owed to commands already written
+        # Why the connection is unusable: the text, the SMTP code for an
+        # invalid reply (None when the connection closed), and the cause.
+        self._error: str | None = None
+        self._error_code: int | None = None
+        self._cause: BaseException | None = None
+        self._waiter: asyncio.Future[bool] | None = None
+        self._paused = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Parse what arrived; keep the replies owed, drop the others."""
+        parser = self._parser
+        try:
+            parser.feed(data)
+        except ReplyLimitError as exc:
+            self._fail(exc.text, None, code=exc.code)
+            self.transport.abort()
+            return
+        while parser.replies:
+            reply = parser.replies.popleft()
+            if self._expected:
+                self._expected -= 1
+                self._replies.append(reply)
+            elif reply.code == SMTPCode.SERVICE_UNAVAILABLE:
+                self._fail(f"Connection closing: {reply}", None)
+            else:
+                logger.debug("ignoring an unsolicited reply: %s", reply)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        """Note the server's end of the connection; close the transport."""
+        self._fail("Connection unexpectedly closed", None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail every wait: the connection is gone."""
+        self._fail("Connection unexpectedly closed", exc)
+        self._paused = False
+        self._wake()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        """Stop writing until the transport's buffer drains."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """Writing may go on."""
+        self._paused = False
+        self._wake()
+
+    # --- for the driver -------------------------------------------------------------
+
+    def _fail(self, text: str, cause: BaseException | None, *, code: int | None = None) -> None:
+        if self._error is None:
+            self._error, self._error_code, self._cause = text, code, cause
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def _raise_error(self) -> None:
+        """Raise what made the connection unusable, as the sync driver would raise it."""
+        text = self._error or "Connection unexpectedly closed"
+        error: smtplib.SMTPException
+        if self._error_code is not None:
+            error = smtplib.SMTPResponseException(self._error_code, text)
+        else:
+            error = smtplib.SMTPServerDisconnected(text)
+        raise error from self._cause
+
+    @property
+    def is_open(self) -> bool:
+        """Return True while the connection can take commands."""
+        return self._error is None and not self.transport.is_closing()
+
+    async def _wait(self, timeout: float | None, what: str) -> None:
+        """Wait until the protocol has news (a reply, room to write, a close), or time out."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        # A bare timer, cheaper than asyncio.timeout() at two waits per message.
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            woken = await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not woken:
+            raise TimeoutError(f"no {what} within {timeout}s")
+
+    async def exchange(
+        self, payload: list[bytes], replies: int, timeout: float | None
+    ) -> list[SMTPReply]:
+        """Write ``payload``, then return the next ``replies`` replies, each within ``timeout``.
+
+        Large chunks are written one at a time, waiting while the transport's
+        buffer is full, so a large message is never copied whole into it.
+        Reading stops after a 421. Raises ``SMTPServerDisconnected``,
+        ``SMTPResponseException`` or ``TimeoutError``; the connection is
+        aborted then.
+        """
+        if not self.is_open:
+            self._raise_error()
+        try:
+            return await self._exchange(payload, replies, timeout)
+        except BaseException:
+            # Interrupted (an error, a timeout, a cancelled task): which bytes
+            # went out and which replies are owed is unknown, so the
+            # connection can never serve another command.
+            self.abort()
+            raise
+
+    async def _exchange(
+        self, payload: list[bytes], replies: int, timeout: float | None
+    ) -> list[SMTPReply]:
+        self._expected += replies
+        for data in plan_writes(payload):
+            self.transport.write(data)
+            # Only after a large write can the buffer be full: let it drain first.
+            while len(data) >= COALESCE and self._paused and self.is_open:
+                await self._wait(timeout, "room to write")
+            if not self.is_open:
+                self._raise_error()
+        out: list[SMTPReply] = []
+        while more_replies_wanted(out, replies):
+            if self._replies:
+                out.append(self._replies.popleft())
+            elif self._error is not None:
+                self._raise_error()
+            else:
+                await self._wait(timeout, "complete reply")
+        return out
+
+    def abort(self) -> None:
+        """Close the connection at once."""
+        self._fail("Connection closed", None)
+        self.transport.abort()
+
+    async def close(self, timeout: float) -> None:
+        """Close the connection, waiting up to ``timeout`` seconds for it to end."""
+        self.transport.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self.closed)
+        except TimeoutError:
+            self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

@@ -1,0 +1,162 @@
+"""The action-runner core shared by the sync and async drivers.
+
+A driver carries out a flow's actions over one connection. Everything about
+that which does no I/O is here, once: :class:`Driver` holds the connection
+state (features, whether it served a message) and the error translation;
+:class:`FlowRun` steps a flow, answers :class:`~.flow.Connect` on a live
+connection itself, drops the connection after a 421 or an error, and turns
+what an action raised into the error thrown into the flow. What is left to
+a driver is a short loop and three I/O methods: connect, exchange bytes for
+replies, and sleep.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Generator
+from typing import Generic, TypeVar
+
+from ..config import SMTPSettings
+from ..exceptions import ServerDisconnectedError, TransportError
+from ..status import SMTPCode, SMTPReply
+from .errors import translate
+from .flow import Action, Connect, Connection, Sleep
+from .transaction import Step
+
+__all__ = ["Driver", "FlowRun", "local_hostname", "more_replies_wanted"]
+
+_R = TypeVar("_R")
+#: The driver method that carries out each kind of action.
+_IO = {Sleep: "do_sleep", Connect: "do_connect", Step: "do_exchange"}
+
+
+@functools.cache
+def local_hostname() -> str:
+    """Return this host's FQDN for EHLO, looked up once per process (it may block)."""
+    return socket.getfqdn()
+
+
+def more_replies_wanted(replies: list[SMTPReply], count: int) -> bool:
+    """Return True while fewer than ``count`` replies were read and none was a 421.
+
+    After a 421 the server closes the connection, so the replies still owed
+    never come; the flow counts them as that 421.
+    """
+    return len(replies) < count and not (
+        replies and replies[-1].code == SMTPCode.SERVICE_UNAVAILABLE
+    )
+
+
+class Driver:
+    """The non-I/O half of a driver: one connection's state and its errors.
+
+    Subclasses implement :meth:`is_connected` and :meth:`drop` (both without
+    blocking), and, sync or async, the I/O of each action: ``do_connect``
+    (connect, then call :meth:`connected` with the EHLO features),
+    ``do_exchange`` (write a :class:`~.transaction.Step`'s bytes, return its
+    replies while :func:`more_replies_wanted`) and ``do_sleep``. Their loop
+    calls the one :attr:`FlowRun.io` names.
+    """
+
+    def __init__(self, settings: SMTPSettings) -> None:
+        self.settings = settings
+        #: The EHLO keywords of the current connection.
+        self.features: dict[str, str] = {}
+        #: The current connection has served a message (so it may have gone stale).
+        self.used = False
+
+    @property
+    def where(self) -> str:
+        """Return ``host:port`` of the server, for error messages."""
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def is_connected(self) -> bool:
+        """Return True while a connection is held (subclasses)."""
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        """Close the connection at once, without a word to the server (subclasses)."""
+        raise NotImplementedError
+
+    def connected(self, features: dict[str, str]) -> None:
+        """Record a new connection, ready for mail, with its EHLO ``features``."""
+        self.features = features
+        self.used = False
+
+    def translate(self, exc: BaseException) -> TransportError:
+        """Return the amsdal_mail error for what an action raised."""
+        return translate(exc, where=self.where, timeout=self.settings.timeout)
+
+
+class FlowRun(Generic[_R]):
+    """One flow being carried out by a driver.
+
+    :attr:`action` is the action the driver must carry out next (None once
+    the flow returned :attr:`result`); the driver then calls :meth:`resume`
+    with its result, or :meth:`fail` with what it raised. A
+    :class:`~amsdal_mail.TransportError` the flow gives up on propagates
+    from these calls, with the connection dropped.
+    """
+
+    def __init__(self, driver: Driver, flow: Generator[Action, object, _R]) -> None:
+        self._driver = driver
+        self._flow = flow
+        self._reused = False
+        self._result: _R | None = None
+        self.action: Action | None = None
+        self._advance(None, None)
+
+    @property
+    def io(self) -> str:
+        """Return the name of the driver method that carries out :attr:`action`."""
+        return _IO[type(self.action)]
+
+    @property
+    def result(self) -> _R:
+        """Return what the flow returned."""
+        assert self.action is None, "the flow has not finished"
+        return self._result  # type: ignore[return-value]
+
+    def resume(self, value: object) -> None:
+        """Go on with the result of the current action."""
+        action, driver = self.action, self._driver
+        if isinstance(action, Connect):
+            value = Connection(driver.features, self._reused)
+        elif isinstance(action, Step):
+            driver.used = True
+            assert isinstance(value, list)
+            if any(reply.code == SMTPCode.SERVICE_UNAVAILABLE for reply in value):
+                driver.drop()  # 421: the server is closing this connection
+        self._advance(value, None)
+
+    def fail(self, exc: BaseException) -> None:
+        """Go on after the current action raised ``exc``: the connection is dropped."""
+        self._driver.drop()
+        self._advance(None, self._driver.translate(exc))
+
+    def _advance(self, value: object, error: TransportError | None) -> None:
+        """Step the flow to its next action that needs I/O, or to its end."""
+        driver = self._driver
+        while True:
+            try:
+                action = self._flow.send(value) if error is None else self._flow.throw(error)
+            except StopIteration as stop:
+                self.action, self._result = None, stop.value
+                return
+            except TransportError:
+                driver.drop()  # the exchange ended mid-way: never reuse that connection
+                raise
+            value, error = None, None
+            if isinstance(action, Connect):
+                if action.fresh:
+                    driver.drop()
+                self._reused = driver.is_connected() and driver.used
+                if driver.is_connected():
+                    value = Connection(driver.features, self._reused)
+                    continue
+            elif isinstance(action, Step) and not driver.is_connected():
+                error = ServerDisconnectedError(f"{driver.where}: not connected")
+                continue
+            self.action = action
+            return

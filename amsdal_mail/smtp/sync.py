@@ -1,0 +1,255 @@
+"""The sync driver: smtplib connects and authenticates, the transactions move raw bytes.
+
+:class:`SyncDriver` holds one connection. smtplib's :class:`smtplib.SMTP`
+makes it, says EHLO, does STARTTLS and AUTH as :mod:`.handshake` decides;
+every reply (the handshake's too) is read through the one
+:class:`~.wire.ReplyParser`, each within ``timeout`` seconds in total.
+Payloads go out with one ``sendmsg()`` gather write on a plain socket (no
+copy) and as :func:`~.wire.plan_writes` coalesces them over TLS.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from ..status import SMTPReply
+from .driver import Driver, FlowRun, local_hostname, more_replies_wanted
+from .flow import Action, Connect, Sleep
+from .handshake import auth_mechanism, ehlo_features, wants_starttls
+from .transaction import Step
+from .wire import ReplyLimitError, ReplyParser, plan_writes
+
+__all__ = ["SyncDriver"]
+
+_R = TypeVar("_R")
+_IOV_MAX = 512  # buffers per sendmsg() call (Linux allows 1024)
+
+
+class SyncDriver(Driver):
+    """Run flows over one smtplib connection, made on demand."""
+
+    connection: _Connection | None = None
+
+    def is_connected(self) -> bool:
+        """Return True while a connection is held."""
+        return self.connection is not None
+
+    def drop(self) -> None:
+        """Close the connection without QUIT."""
+        conn, self.connection = self.connection, None
+        if conn is not None:
+            conn.close()
+
+    def quit(self) -> None:
+        """Send QUIT and close; a dead connection is just dropped."""
+        conn, self.connection = self.connection, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+
+    def run(self, flow: Generator[Action, object, _R]) -> _R:
+        """Carry out the actions of ``flow`` until it returns; return its result.
+
+        Raises the :class:`~amsdal_mail.TransportError` the flow gives up on.
+        """
+        run = FlowRun(self, flow)
+        while run.action is not None:
+            try:
+                value = getattr(self, run.io)(run.action)
+            except (OSError, smtplib.SMTPException) as exc:
+                run.fail(exc)
+            else:
+                run.resume(value)
+        return run.result
+
+    def do_sleep(self, action: Sleep) -> None:
+        """Wait before a retry."""
+        time.sleep(action.seconds)
+
+    def do_exchange(self, action: Step) -> list[SMTPReply]:
+        """Write the step's bytes and return its replies."""
+        conn = self.connection
+        assert conn is not None  # FlowRun answers a Step without connection itself
+        if action.payload:
+            conn.send_chunks(action.payload)
+        replies: list[SMTPReply] = []
+        while more_replies_wanted(replies, action.replies):
+            replies.append(conn.next_reply())
+        return replies
+
+    def do_connect(self, action: Connect) -> None:
+        """Connect, say EHLO, STARTTLS and log in as the handshake policy says.
+
+        The connection is kept only once all of that succeeded.
+        """
+        s = self.settings
+        context = s.make_ssl_context() if s.is_encrypted else None
+        local = s.local_hostname or local_hostname()
+        timeout: Any = s.timeout  # None: blocking, as smtplib takes it
+        conn: _Connection | None = None
+        try:
+            if s.use_ssl:
+                conn = _SSLConnection(
+                    s.host, s.port, local_hostname=local, timeout=timeout, context=context
+                )
+            else:
+                conn = _Connection(s.host, s.port, local_hostname=local, timeout=timeout)
+            conn.ehlo_or_helo_if_needed()
+            if wants_starttls(s, ehlo_features(conn.esmtp_features), self.where):
+                conn.starttls(context=context)
+                conn.ehlo()
+            features = ehlo_features(conn.esmtp_features)
+            mechanism = auth_mechanism(s, features, self.where)
+            if mechanism is not None:
+                conn.authenticate(mechanism, s.username or "", s.password or "")
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self.connection = conn
+        self.connected(features)
+
+
+class _Connection(smtplib.SMTP):
+    """smtplib.SMTP reading replies through a :class:`~.wire.ReplyParser`.
+
+    smtplib applies ``timeout`` to each socket read, so a server that trickles
+    a reply one byte at a time could hold it forever; here ``timeout`` bounds
+    the whole reply. Bytes received before STARTTLS completes are discarded.
+    """
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        # Every step's bytes go out in one write and then the replies are
+        # awaited, so Nagle's algorithm could only delay the tail of a write
+        # until the server's delayed ACK (tens of milliseconds per message).
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not a TCP socket
+            pass
+        return sock
+
+    @property
+    def parser(self) -> ReplyParser:
+        """Return this connection's reply parser (made on first use: connect() reads one)."""
+        parser = self.__dict__.get("_parser")
+        if parser is None:
+            parser = self.__dict__["_parser"] = ReplyParser()
+        return parser
+
+    def send_chunks(self, chunks: list[bytes]) -> None:
+        """Write ``chunks`` in as few system calls as possible, without joining large ones.
+
+        Raises ``SMTPServerDisconnected`` (with the socket error as its
+        context) and closes the connection when the write fails, as
+        ``smtplib.SMTP.send`` does.
+        """
+        sock = self.sock
+        if sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                for data in plan_writes(chunks):
+                    sock.sendall(data)
+            else:
+                _send_gathered(sock, chunks)
+        except OSError:
+            self.close()
+            raise smtplib.SMTPServerDisconnected("Server not connected")  # noqa: B904
+
+    def next_reply(self) -> SMTPReply:
+        """Return the next reply, read within ``timeout`` seconds.
+
+        Raises ``TimeoutError``, ``SMTPServerDisconnected``, or
+        ``SMTPResponseException`` (code 500) for a reply over the parser's limits;
+        the connection is closed then.
+        """
+        parser = self.parser
+        reply = parser.pop()
+        if reply is not None:
+            return reply
+        timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while reply is None:
+            try:
+                parser.feed(self._receive(deadline))
+            except ReplyLimitError as exc:
+                self.close()
+                raise smtplib.SMTPResponseException(exc.code, exc.text) from None
+            reply = parser.pop()
+        return reply
+
+    def _receive(self, deadline: float | None) -> bytes:
+        sock = self.sock
+        if sock is None:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.close()
+                raise TimeoutError(f"no complete reply within {self.timeout}s")
+            sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            self.close()
+            raise TimeoutError(f"no complete reply within {self.timeout}s") from None
+        except OSError as exc:
+            self.close()
+            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from None
+        finally:
+            if deadline is not None and self.sock is not None:
+                self.sock.settimeout(self.timeout)
+        if not data:
+            self.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return data
+
+    def getreply(self) -> tuple[int, bytes]:
+        """Return (code, text) of the next reply, for smtplib's own commands."""
+        reply = self.next_reply()
+        return reply.code, reply.text.encode("utf-8")
+
+    def starttls(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        """Upgrade to TLS, discarding anything the server sent before the handshake."""
+        result = super().starttls(*args, **kwargs)
+        self.parser.reset()
+        return result
+
+    def authenticate(self, mechanism: str, username: str, password: str) -> None:
+        """Log in with ``mechanism``, one of :data:`~.handshake.MECHANISMS`.
+
+        Raises ``SMTPAuthenticationError`` when the server refuses.
+        """
+        self.user, self.password = username, password
+        # smtplib's own names: auth_cram_md5, auth_plain, auth_login.
+        self.auth(mechanism, getattr(self, "auth_" + mechanism.lower().replace("-", "_")))
+
+
+class _SSLConnection(_Connection, smtplib.SMTP_SSL):
+    """Implicit-TLS connection with parser-read replies."""
+
+
+def _send_gathered(sock: socket.socket, chunks: list[bytes]) -> None:
+    """Send ``chunks`` with scatter/gather writes: one system call, no copy."""
+    views = [memoryview(c) for c in chunks if c]
+    i = 0
+    while i < len(views):
+        sent = sock.sendmsg(views[i : i + _IOV_MAX])
+        if sent <= 0:  # pragma: no cover - a blocking socket sends or raises
+            raise ConnectionError("the socket accepted no data")
+        while sent:
+            size = views[i].nbytes
+            if sent >= size:
+                sent -= size
+                i += 1
+            else:
+                views[i] = views[i][sent:]
+                sent = 0

@@ -1,0 +1,276 @@
+"""One message's SMTP transactions as pure logic: commands out, replies in, status back.
+
+:func:`prepare_envelope` turns a validated message into what SMTP needs
+(sender, recipients, rendered bytes). :func:`transaction` is a generator
+that yields :class:`Step` objects (bytes to write, how many replies to read)
+and is sent the replies; it returns the message's
+:class:`~amsdal_mail.SendStatus`. With PIPELINING (RFC 2920) MAIL, every RCPT
+and DATA go out in one write; without it, one command at a time, stopping as
+soon as the outcome is known. Recipients refused with 452 (too many
+recipients) get a further transaction.
+
+A 421 reply anywhere means the server is closing the connection (RFC 5321
+3.8): nothing more is written on it, not even RSET, and the commands it left
+unanswered count as answered with that 421.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+
+from ..exceptions import ProtocolError, ServerDisconnectedError
+from ..message import ValidatedMessage
+from ..mime import render_chunks
+from ..status import SendStatus, SMTPCode, SMTPReply, status_from_transaction
+
+__all__ = ["Envelope", "Progress", "Step", "dot_stuff", "prepare_envelope", "transaction"]
+
+DATA_END = b".\r\n"
+_CLOSING = SMTPCode.SERVICE_UNAVAILABLE
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What one SMTP transaction carries for one message."""
+
+    sender: str
+    #: (status key: the address as written, envelope form) for each recipient, once.
+    recipients: tuple[tuple[str, str], ...]
+    #: The rendered message, as CRLF-terminated chunks (not yet dot-stuffed).
+    chunks: list[bytes] = field(repr=False)
+    smtputf8: bool = False
+    #: The data holds bytes over 127 (8bit text parts), so BODY=8BITMIME is declared.
+    eight_bit: bool = False
+
+    @property
+    def size(self) -> int:
+        """Return the size of the rendered message in octets."""
+        return sum(len(c) for c in self.chunks)
+
+    @property
+    def keys(self) -> list[str]:
+        """Return the status keys of all recipients."""
+        return [key for key, _ in self.recipients]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Write ``payload``, then read ``replies`` replies; the flow is sent the replies.
+
+    A driver stops reading early after a 421 (the server closes the connection
+    then); the flow treats the replies it did not get as that 421.
+    """
+
+    payload: list[bytes]
+    replies: int
+
+
+class Progress:
+    """How far the current attempt got (to tell a safe retry from an unknown fate)."""
+
+    __slots__ = ("data_sent", "replies", "reused")
+
+    def __init__(self, reused: bool = False) -> None:
+        self.data_sent = False
+        self.replies = 0
+        self.reused = reused
+
+
+def prepare_envelope(valid: ValidatedMessage) -> Envelope:
+    """Render the validated message ``valid`` and return its envelope."""
+    chunks = render_chunks(valid)
+    return Envelope(
+        sender=valid.from_address.envelope,
+        recipients=tuple((a.addr_spec, a.envelope) for a in valid.recipients),
+        chunks=chunks,
+        smtputf8=valid.needs_smtputf8,
+        eight_bit=not all(chunk.isascii() for chunk in chunks),
+    )
+
+
+def dot_stuff(chunks: list[bytes]) -> list[bytes]:
+    """Return the DATA payload: chunks dot-stuffed, ending with ``CRLF.CRLF`` once.
+
+    The chunks joined must be CRLF-only, with no CRLF split between two
+    chunks; a chunk may end mid-line (a text part's last line has no line
+    break of its own). A CRLF is added when the data does not end with one,
+    as smtplib does, since the CRLF before the final dot ends the last line.
+    Chunks holding no dot at a line start are passed through without copying.
+    """
+    out: list[bytes] = []
+    line_start = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if b"\n." in chunk:
+            chunk = chunk.replace(b"\r\n.", b"\r\n..")
+        if line_start and chunk.startswith(b"."):
+            chunk = b"." + chunk
+        out.append(chunk)
+        line_start = chunk.endswith(b"\n")
+    if not line_start:
+        out.append(b"\r\n")
+    out.append(DATA_END)
+    return out
+
+
+def mail_command(envelope: Envelope, features: Mapping[str, str]) -> bytes:
+    """Return the MAIL FROM command, with the parameters the server's features allow."""
+    params = ""
+    if "size" in features:
+        params += f" SIZE={envelope.size}"
+    if envelope.smtputf8:
+        params += " SMTPUTF8"
+    if (envelope.eight_bit or envelope.smtputf8) and "8bitmime" in features:
+        # Without 8BITMIME on offer the data goes as it is, as smtplib and Django send it.
+        params += " BODY=8BITMIME"
+    return f"MAIL FROM:<{envelope.sender}>{params}\r\n".encode()
+
+
+def transaction(
+    envelope: Envelope,
+    recipients: list[tuple[str, str]],
+    features: Mapping[str, str],
+    progress: Progress,
+) -> Generator[Step, object, SendStatus]:
+    """Run SMTP transactions for ``recipients`` until each has a final answer.
+
+    Recipients refused with 452 (too many recipients) go in a further
+    transaction, as long as the previous one made progress and the server
+    is not closing the connection.
+    """
+    statuses: list[SendStatus] = []
+    pending = recipients
+    while pending:
+        status, closing = yield from _one_transaction(envelope, pending, features, progress)
+        statuses.append(status)
+        retry = [
+            (key, addr)
+            for key, addr in pending
+            if status.recipients[key].code == SMTPCode.INSUFFICIENT_STORAGE
+        ]
+        if closing or not retry or len(retry) == len(pending):
+            break
+        pending = retry
+    if len(statuses) == 1:
+        return statuses[0]
+    result = SendStatus(esp_response=statuses[-1].esp_response)
+    for key, _ in recipients:
+        # A later transaction's answer supersedes an earlier 452.
+        for st in reversed(statuses):
+            if key in st.recipients:
+                result.recipients[key] = st.recipients[key]
+                break
+    return result
+
+
+def _replies(step: Step, progress: Progress) -> Generator[Step, object, list[SMTPReply]]:
+    """Yield ``step``; return its replies, a missing one (after a 421) as that 421."""
+    replies = yield step
+    assert isinstance(replies, list)
+    if progress.reused and not progress.replies and replies and replies[0].code == _CLOSING:
+        # A 421 before any reply of this transaction on a pooled connection:
+        # the server closed it while it sat idle (an idle timeout), so it is
+        # a dead connection to replace, not an answer about this message.
+        raise ServerDisconnectedError(f"the server closed the idle connection: {replies[0]}")
+    progress.replies += len(replies)
+    if len(replies) < step.replies:
+        if not replies or replies[-1].code != _CLOSING:
+            raise ServerDisconnectedError(f"{step.replies - len(replies)} replies missing")
+        replies = replies + [replies[-1]] * (step.replies - len(replies))
+    return replies
+
+
+def _check_data_reply(reply: SMTPReply) -> None:
+    """Refuse a positive reply to DATA other than 354: the body was never sent.
+
+    Counting it as delivery would report ``sent`` for a message the server
+    never received; the exchange is out of step, so the connection is dropped.
+    """
+    if reply.is_positive and reply.code != SMTPCode.START_INPUT:
+        raise ProtocolError(
+            reply.code,
+            f"{reply.text} (unexpected reply to DATA, expected 354; the message was not sent)",
+        )
+
+
+def _send_data(envelope: Envelope, progress: Progress) -> Generator[Step, object, SMTPReply]:
+    yield Step(dot_stuff(envelope.chunks), 0)
+    # Every byte of the message is with the server now: if its reply never
+    # comes, the message's fate is unknown and it must not be resent.
+    progress.data_sent = True
+    (reply,) = yield from _replies(Step([], 1), progress)
+    return reply
+
+
+def _pipelined(
+    envelope: Envelope, commands: list[bytes], progress: Progress
+) -> Generator[Step, object, tuple[SMTPReply, list[SMTPReply], SMTPReply | None]]:
+    """MAIL, every RCPT and DATA in one write; return the replies that decide the status."""
+    replies = yield from _replies(Step([*commands, b"DATA\r\n"], len(commands) + 1), progress)
+    mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
+    accepted = mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)
+    closing = next((r for r in replies if r.code == _CLOSING), None)
+    if closing is not None:
+        # No data on a closing connection: the accepted recipients share the 421.
+        return mail_reply, rcpt_replies, closing if accepted else None
+    _check_data_reply(data_reply)
+    if not accepted:
+        if data_reply.code == SMTPCode.START_INPUT:
+            # RFC 2920: DATA was accepted with no valid recipient; send an
+            # empty message so the server discards the transaction.
+            yield from _replies(Step([DATA_END], 1), progress)
+        return mail_reply, rcpt_replies, None
+    if data_reply.code == SMTPCode.START_INPUT:
+        data_reply = yield from _send_data(envelope, progress)
+    return mail_reply, rcpt_replies, data_reply
+
+
+def _lock_step(
+    envelope: Envelope, commands: list[bytes], progress: Progress
+) -> Generator[Step, object, tuple[SMTPReply, list[SMTPReply], SMTPReply | None]]:
+    """One command at a time, stopping once the outcome is known."""
+    (mail_reply,) = yield from _replies(Step([commands[0]], 1), progress)
+    rcpt_replies: list[SMTPReply] = []
+    if not mail_reply.is_positive:
+        return mail_reply, rcpt_replies, None
+    for command in commands[1:]:
+        (reply,) = yield from _replies(Step([command], 1), progress)
+        rcpt_replies.append(reply)
+        if reply.code == _CLOSING:
+            # The server is going away: the recipients not yet asked for share its answer.
+            rcpt_replies += [reply] * (len(commands) - 1 - len(rcpt_replies))
+            return mail_reply, rcpt_replies, None
+    if not any(r.is_positive for r in rcpt_replies):
+        return mail_reply, rcpt_replies, None
+    (data_reply,) = yield from _replies(Step([b"DATA\r\n"], 1), progress)
+    _check_data_reply(data_reply)
+    if data_reply.code == SMTPCode.START_INPUT:
+        data_reply = yield from _send_data(envelope, progress)
+    return mail_reply, rcpt_replies, data_reply
+
+
+def _one_transaction(
+    envelope: Envelope,
+    recipients: list[tuple[str, str]],
+    features: Mapping[str, str],
+    progress: Progress,
+) -> Generator[Step, object, tuple[SendStatus, bool]]:
+    """Run one transaction; return the status and whether the server is closing."""
+    encoding = "utf-8" if envelope.smtputf8 else "ascii"
+    commands = [mail_command(envelope, features)]
+    commands += [f"RCPT TO:<{addr}>\r\n".encode(encoding) for _, addr in recipients]
+    run = _pipelined if "pipelining" in features else _lock_step
+    mail_reply, rcpt_replies, data_reply = yield from run(envelope, commands, progress)
+    codes = {mail_reply.code, *(r.code for r in rcpt_replies)}
+    closing = _CLOSING in codes or (data_reply is not None and data_reply.code == _CLOSING)
+    if (data_reply is None or not data_reply.is_positive) and not closing:
+        # End the failed transaction so the connection can serve the next one.
+        yield from _replies(Step([b"RSET\r\n"], 1), progress)
+    keys = [key for key, _ in recipients]
+    rcpt_map = dict(zip(keys, rcpt_replies, strict=True)) if mail_reply.is_positive else {}
+    status = status_from_transaction(
+        keys, mail_reply=mail_reply, rcpt_replies=rcpt_map, data_reply=data_reply
+    )
+    return status, closing
