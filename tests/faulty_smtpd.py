@@ -9,7 +9,8 @@ pipelined, several in one packet.
 What it does wrong is chosen with a :class:`Faults` object (every field
 combinable): drop the connection at chosen points, stall, trickle the
 greeting, answer 421 / 4xx / 5xx where told, greylist, limit recipients per
-transaction, close idle connections, break or refuse STARTTLS, require AUTH.
+transaction, close idle connections, break or refuse STARTTLS, require AUTH,
+hang up after too many errors as Postfix does (``smtpd_hard_error_limit``).
 
 It records every session (the command lines, in order, each with whether it
 came over TLS), every AUTH attempt, and every DATA phase: the raw bytes as
@@ -84,6 +85,9 @@ class Faults:
     greylist_at: Literal["mail", "rcpt", "data"] = "rcpt"  #: ... at this command
     greylist_reply: str = "451 4.7.1 Greylisted, try again later"
     rcpt_limit: int | None = None  #: 452 for every RCPT after the first k of a transaction
+    #: Postfix's smtpd_hard_error_limit: after this many 4xx/5xx replies in a session
+    #: (counted from the last delivered message), answer the next command with 421, close.
+    hard_error_limit: int | None = None
     rcpt_replies: dict[str, str] = field(default_factory=dict)  #: address -> reply
     mail_reply: str | None = None  #: refuse every MAIL FROM with this
     data_reply: str | None = None  #: refuse every message's data with this
@@ -341,6 +345,7 @@ class _Conversation:
         self.rcpt_tos: list[str] = []
         self.rcpt_count = 0
         self.messages_here = 0
+        self.errors = 0  # 4xx/5xx replies since the last delivered message
 
     async def reply(self, *lines: str) -> None:
         """Write a (multi-line) reply: each line is ``"ccc text"``."""
@@ -348,6 +353,8 @@ class _Conversation:
         for index, line in enumerate(lines):
             sep = " " if index == len(lines) - 1 else "-"
             out.append(f"{line[:3]}{sep}{line[4:]}\r\n")
+        if lines and lines[-1][:1] in ("4", "5"):
+            self.errors += 1
         self.writer.write("".join(out).encode("utf-8"))
         await self.writer.drain()
 
@@ -395,6 +402,12 @@ class _Conversation:
                 verb, arg = "RCPT_TO", line[8:]
             else:
                 verb, _, arg = line.partition(" ")
+            limit = f.hard_error_limit
+            if limit is not None and self.errors >= limit:
+                # What Postfix's smtpd does once a client made too many errors.
+                self.session.ended = "too many errors"
+                await self.reply(f"421 4.7.0 {HOSTNAME} Error: too many errors")
+                raise _Close
             handler = getattr(self, "smtp_" + verb.upper(), None)
             stall = f.stall_before.get(verb.upper().replace("_", " "))
             if stall:
@@ -636,6 +649,7 @@ class _Conversation:
             return
         self.server._record(attempt)
         self.messages_here += 1
+        self.errors = 0
         await self.reply(f"250 2.0.0 Ok: queued as {number}")
         if f.close_after_each_message:
             raise _Close

@@ -193,6 +193,73 @@ async def test_421_after_the_data_is_retried_on_a_new_connection(
     assert len(retry_delays(caplog)) == 1
 
 
+# -- Postfix's smtpd_hard_error_limit: 421 after refused recipients ----------------------
+
+UNKNOWN_USERS = [f"nobody{n}@example.com" for n in range(1, 21)]
+
+
+def postfix_like(faulty_server: StartServer) -> FaultyServer:
+    """Return a server that refuses UNKNOWN_USERS and hangs up after 20 errors, as Postfix."""
+    refusals = {
+        user: f"550 5.1.1 <{user}>: Recipient address rejected: User unknown"
+        for user in UNKNOWN_USERS
+    }
+    return faulty_server(hard_error_limit=20, rcpt_replies=refusals)
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["own-connection", "with-block"])
+async def test_421_after_twenty_refused_recipients_keeps_them_and_sends_the_next_message(
+    sender: Sender, faulty_server: StartServer, held: bool
+) -> None:
+    """Twenty 550s then 421 to DATA: rejected 550 each, and the next message goes out anew."""
+    server = postfix_like(faulty_server)
+    bad = EmailMessage("Bad", "To nobody.\n", SENDER, UNKNOWN_USERS, headers={"X-Seq": "0"})
+    good = EmailMessage(
+        "Good", "To someone.\n", SENDER, ["real@example.com"], headers={"X-Seq": "1"}
+    )
+    connection = get_connection("smtp", host=server.host, port=server.port, timeout=TIMEOUT)
+
+    if held:
+        async with sender.connected(connection) as opened:
+            await sender.send(opened, [bad, good])
+    else:
+        await sender.send(connection, [bad, good])
+
+    assert bad.status is not None and good.status is not None
+    for user in UNKNOWN_USERS:
+        refusal = bad.status.recipients[user]
+        assert (refusal.status, refusal.code, refusal.command) == ("rejected", 550, "RCPT")
+        assert refusal.response == f"5.1.1 <{user}>: Recipient address rejected: User unknown"
+    assert good.status.status == {"sent"}
+    assert [a.rcpt_tos for a in server.messages] == [["real@example.com"]]
+    first, second = server.sessions
+    assert first.verbs() == ["EHLO", "MAIL", *["RCPT"] * 20, "DATA"]  # no RSET after the 421
+    assert first.ended == "too many errors"
+    assert second.verbs()[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
+
+
+async def test_421_after_an_accepted_recipient_is_failed_then_retried(
+    sender: Sender, faulty_server: StartServer
+) -> None:
+    """421 to DATA after an accepted recipient: it was not delivered, so it is retried."""
+    server = faulty_server(
+        hard_error_limit=1, rcpt_replies={"gone@example.com": "550 5.1.1 User unknown"}
+    )
+    message = EmailMessage(
+        "Mixed", "Body.\n", SENDER, ["real@example.com", "gone@example.com"], headers={"X-Seq": "0"}
+    )
+
+    status = await sender.send(backend_for(server, max_retries=1), [message])
+
+    gone, real = status.recipients["gone@example.com"], status.recipients["real@example.com"]
+    assert (gone.status, gone.code) == ("rejected", 550)
+    assert (real.status, real.code, real.command) == ("sent", 250, "DATA")
+    assert [a.rcpt_tos for a in server.messages] == [["real@example.com"]]
+    first, second = server.sessions
+    assert first.verbs() == ["EHLO", "MAIL", "RCPT", "RCPT", "DATA"]  # 421 to DATA
+    assert second.verbs()[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]  # only the accepted one
+
+
 # -- too many recipients, duplicates -------------------------------------------------------
 
 

@@ -73,3 +73,22 @@ def test_stop_ends_stalled_sessions_promptly(faulty_server: StartServer) -> None
             assert sock.recv(16) == b""
         except ConnectionResetError:
             pass  # an aborted connection may be reset rather than closed
+
+
+def test_hard_error_limit_answers_the_next_command_with_421_and_closes(
+    faulty_server: StartServer,
+) -> None:
+    """After the limit of 4xx/5xx replies the next command gets 421 and the server hangs up."""
+    server = faulty_server(hard_error_limit=2, rcpt_replies={"x@example.com": "550 5.1.1 No"})
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        read_replies(sock, 1)
+        sock.sendall(
+            b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<x@example.com>\r\n"
+            b"RCPT TO:<x@example.com>\r\nDATA\r\n"
+        )
+        replies = read_replies(sock, 5)
+        assert [reply[:3] for reply in replies] == [b"250", b"250", b"550", b"550", b"421"]
+        assert b"too many errors" in replies[-1]
+        assert sock.recv(16) == b""
+
+    assert server.sessions[0].ended == "too many errors"

@@ -69,12 +69,14 @@ class Step:
 class Progress:
     """How far the current attempt got (to tell a safe retry from an unknown fate)."""
 
-    __slots__ = ("data_sent", "replies", "reused")
+    __slots__ = ("closing", "data_sent", "replies", "reused")
 
     def __init__(self, reused: bool = False) -> None:
         self.data_sent = False
         self.replies = 0
         self.reused = reused
+        #: A 421 came: the server is closing the connection, nothing more may be written.
+        self.closing = False
 
 
 def prepare_envelope(valid: ValidatedMessage) -> Envelope:
@@ -143,14 +145,14 @@ def transaction(
     statuses: list[SendStatus] = []
     pending = recipients
     while pending:
-        status, closing = yield from _one_transaction(envelope, pending, features, progress)
+        status = yield from _one_transaction(envelope, pending, features, progress)
         statuses.append(status)
         retry = [
             (key, addr)
             for key, addr in pending
             if status.recipients[key].code == SMTPCode.INSUFFICIENT_STORAGE
         ]
-        if closing or not retry or len(retry) == len(pending):
+        if progress.closing or not retry or len(retry) == len(pending):
             break
         pending = retry
     if len(statuses) == 1:
@@ -175,6 +177,7 @@ def _replies(step: Step, progress: Progress) -> Generator[Step, object, list[SMT
         # a dead connection to replace, not an answer about this message.
         raise ServerDisconnectedError(f"the server closed the idle connection: {replies[0]}")
     progress.replies += len(replies)
+    progress.closing = progress.closing or any(r.code == _CLOSING for r in replies)
     if len(replies) < step.replies:
         if not replies or replies[-1].code != _CLOSING:
             raise ServerDisconnectedError(f"{step.replies - len(replies)} replies missing")
@@ -239,9 +242,11 @@ def _lock_step(
         (reply,) = yield from _replies(Step([command], 1), progress)
         rcpt_replies.append(reply)
         if reply.code == _CLOSING:
-            # The server is going away: the recipients not yet asked for share its answer.
+            # The server is going away: the recipients not yet asked for share its
+            # answer, and so do those accepted (no data goes on a closing connection).
             rcpt_replies += [reply] * (len(commands) - 1 - len(rcpt_replies))
-            return mail_reply, rcpt_replies, None
+            accepted = any(r.is_positive for r in rcpt_replies)
+            return mail_reply, rcpt_replies, reply if accepted else None
     if not any(r.is_positive for r in rcpt_replies):
         return mail_reply, rcpt_replies, None
     (data_reply,) = yield from _replies(Step([b"DATA\r\n"], 1), progress)
@@ -256,21 +261,18 @@ def _one_transaction(
     recipients: list[tuple[str, str]],
     features: Mapping[str, str],
     progress: Progress,
-) -> Generator[Step, object, tuple[SendStatus, bool]]:
-    """Run one transaction; return the status and whether the server is closing."""
+) -> Generator[Step, object, SendStatus]:
+    """Run one transaction; return the status it gave its recipients."""
     encoding = "utf-8" if envelope.smtputf8 else "ascii"
     commands = [mail_command(envelope, features)]
     commands += [f"RCPT TO:<{addr}>\r\n".encode(encoding) for _, addr in recipients]
     run = _pipelined if "pipelining" in features else _lock_step
     mail_reply, rcpt_replies, data_reply = yield from run(envelope, commands, progress)
-    codes = {mail_reply.code, *(r.code for r in rcpt_replies)}
-    closing = _CLOSING in codes or (data_reply is not None and data_reply.code == _CLOSING)
-    if (data_reply is None or not data_reply.is_positive) and not closing:
+    if (data_reply is None or not data_reply.is_positive) and not progress.closing:
         # End the failed transaction so the connection can serve the next one.
         yield from _replies(Step([b"RSET\r\n"], 1), progress)
     keys = [key for key, _ in recipients]
     rcpt_map = dict(zip(keys, rcpt_replies, strict=True)) if mail_reply.is_positive else {}
-    status = status_from_transaction(
+    return status_from_transaction(
         keys, mail_reply=mail_reply, rcpt_replies=rcpt_map, data_reply=data_reply
     )
-    return status, closing
