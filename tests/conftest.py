@@ -139,6 +139,19 @@ class Sender:
             return await connection.asend_messages(messages)
         return connection.send_messages(messages)
 
+    async def send_message(self, connection: BaseBackend, message: EmailMessage) -> SendStatus:
+        """Send one message with ``send_message`` or ``asend_message``."""
+        if self.is_async:
+            return await connection.asend_message(message)
+        return connection.send_message(message)
+
+    async def close(self, connection: BaseBackend) -> None:
+        """Close ``connection`` with ``close`` or ``aclose``."""
+        if self.is_async:
+            await connection.aclose()
+        else:
+            connection.close()
+
     async def send_mail(self, *args: Any, **kwargs: Any) -> SendStatus:
         """Call ``send_mail`` or ``asend_mail`` with the same arguments."""
         if self.is_async:

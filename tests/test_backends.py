@@ -333,3 +333,41 @@ def _unknown_error() -> UnknownBackendError:
     except UnknownBackendError as error:
         return error
     raise AssertionError("an unknown backend name was accepted")
+
+
+@pytest.mark.parametrize("name", ["console", "dummy", "file", "locmem"])
+async def test_each_message_is_validated_once_per_send(
+    name: str, sender: Sender, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every backend validates each message once per send and renders that result."""
+    options: dict[str, Any] = {"file_path": tmp_path} if name == "file" else {}
+    if name == "console":
+        options["stream"] = io.StringIO()
+    connection = get_connection(name, **options)
+    messages = [simple("One"), simple("Two")]
+    single = simple("Three")
+    calls: list[str] = []
+    validate = EmailMessage.validate
+
+    def counting(self: EmailMessage) -> Any:
+        calls.append(self.subject)
+        return validate(self)
+
+    monkeypatch.setattr(EmailMessage, "validate", counting)
+    status = await sender.send(connection, messages)
+    await sender.send_message(connection, single)
+
+    assert sorted(calls) == ["One", "Three", "Two"]
+    assert status.status == {"sent"} and single.status is not None
+    assert single.status.status == {"sent"}
+
+
+async def test_a_custom_backend_with_only_send_gets_each_message(sender: Sender) -> None:
+    """The simple hook: a backend implementing only _send(message) works sync and async."""
+    CountingBackend.subjects = []
+    backend = CountingBackend(prefix="> ")
+
+    await sender.send(backend, [simple("One")])
+    await sender.send_message(backend, simple("Two"))
+
+    assert CountingBackend.subjects == ["> One", "> Two"]

@@ -36,7 +36,7 @@ DEFAULTS = {
 DEFAULTS["RSET"] = "250 2.0.0 Ok"
 
 
-class ScriptedDriver(Driver):
+class ScriptedDriver(Driver[str]):
     """A driver without I/O: replies come from ``script``, writes go to ``log``.
 
     ``script`` maps a command (``MAIL``, ``RCPT <addr>``, ``DATA``, ``.`` for
@@ -51,17 +51,15 @@ class ScriptedDriver(Driver):
         super().__init__(SMTPSettings(host="mx.test", port=25))
         self.script = {key: list(replies) for key, replies in script.items()}
         self.log: list[str] = []
-        self.open = pooled
-        self.connected(dict(features))
+        self.connected("pooled", dict(features))
+        if not pooled:
+            self.link = None
         self.used = pooled  # a pooled connection has served before
         self.awaiting: list[str] = []  # commands written and not yet answered
         self.in_data = False
 
-    def is_connected(self) -> bool:
-        return self.open
-
-    def drop(self) -> None:
-        self.open = False
+    def _abort(self, link: str) -> None:
+        self.awaiting, self.in_data = [], False
 
     def run(self, flow: Generator[Action, object, _R]) -> _R:
         run = FlowRun(self, flow)
@@ -79,8 +77,7 @@ class ScriptedDriver(Driver):
 
     def do_connect(self, action: Connect) -> None:
         self.log.append("connect")
-        self.open, self.awaiting, self.in_data = True, [], False
-        self.connected(dict(self.features))
+        self.connected("new", dict(self.features))
 
     def do_exchange(self, action: Step) -> list[SMTPReply]:
         if action.payload:

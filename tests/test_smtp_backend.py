@@ -697,3 +697,80 @@ async def test_message_larger_than_the_server_size_limit_is_not_sent(
     refusal = big.status.recipients["rcpt@example.com"]
     assert (refusal.status, refusal.code) == ("rejected", 552)
     assert any(option.startswith("SIZE=") for option in server.messages[0].mail_options)
+
+
+# -- one message at a time: send_message / asend_message ---------------------------------
+
+
+async def test_send_message_keeps_its_connection_until_close(
+    sender: Sender, smtp_server: ServerFactory
+) -> None:
+    """send_message opens a connection on demand and leaves it open for the next one."""
+    server = smtp_server()
+    connection = connect_to(server)
+    first, second = simple(subject="One"), simple(subject="Two")
+
+    status = await sender.send_message(connection, first)
+    await sender.send_message(connection, second)
+
+    assert status is first.status and status.status == {"sent"}
+    assert second.status is not None and second.status.status == {"sent"}
+    assert server.connections == 1
+    await sender.close(connection)
+    await sender.send_message(connection, simple(subject="Three"))
+    await sender.close(connection)
+    received = server.wait_for_messages(3)
+    assert [m.message["Subject"] for m in received] == ["One", "Two", "Three"]
+    assert [m.session_id for m in received] == [1, 1, 2]
+
+
+async def test_send_message_records_the_failure_then_raises(sender: Sender) -> None:
+    """A transport error is raised even with fail_silently, after the status records it."""
+    connection = get_connection(
+        "smtp", host="127.0.0.1", port=free_port(), timeout=TIMEOUT, fail_silently=True
+    )
+    message = simple()
+
+    with pytest.raises(ConnectError):
+        await sender.send_message(connection, message)
+
+    assert message.status is not None
+    assert message.status.status == {"failed"}
+    assert "not sent" in (message.status.recipients["rcpt@example.com"].response or "")
+
+
+async def test_send_message_reports_refusals_in_the_status(
+    sender: Sender, smtp_server: ServerFactory
+) -> None:
+    """What the server refuses is status, not an exception, one message at a time too."""
+    server = smtp_server(rcpt_replies={"gone@example.com": "550 5.1.1 No such user"})
+    connection = connect_to(server)
+
+    status = await sender.send_message(connection, simple(["ok@example.com", "gone@example.com"]))
+    await sender.close(connection)
+
+    assert status.recipients["gone@example.com"].status == "rejected"
+    assert status.recipients["ok@example.com"].status == "sent"
+
+
+async def test_each_message_is_validated_once_per_send(
+    sender: Sender, smtp_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send path validates each message once and hands the result down."""
+    server = smtp_server()
+    messages = [simple(subject="One"), simple(subject="Two")]
+    single = simple(subject="Three")
+    calls: list[str] = []
+    validate = EmailMessage.validate
+
+    def counting(self: EmailMessage) -> Any:
+        calls.append(self.subject)
+        return validate(self)
+
+    monkeypatch.setattr(EmailMessage, "validate", counting)
+    await sender.send(connect_to(server), messages)
+    connection = connect_to(server)
+    await sender.send_message(connection, single)
+    await sender.close(connection)
+
+    assert sorted(calls) == ["One", "Three", "Two"]

@@ -43,29 +43,20 @@ def import_aiosmtplib() -> Any:
     return aiosmtplib
 
 
-class AsyncDriver(Driver):
+class AsyncDriver(Driver["_ReplyReader"]):
     """Run flows over one async connection, made on demand; one flow at a time."""
-
-    reader: _ReplyReader | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Held while a flow runs: one connection serves one message at a time.
         self.lock = asyncio.Lock()
 
-    def is_connected(self) -> bool:
-        """Return True while a connection is held."""
-        return self.reader is not None
-
-    def drop(self) -> None:
-        """Abort the connection without QUIT."""
-        reader, self.reader = self.reader, None
-        if reader is not None:
-            reader.abort()
+    def _abort(self, link: _ReplyReader) -> None:
+        link.abort()
 
     async def quit(self) -> None:
         """Send QUIT and close; a dead connection is just dropped."""
-        reader, self.reader = self.reader, None
+        reader = self._release()
         if reader is None:
             return
         timeout = self.settings.timeout
@@ -99,7 +90,7 @@ class AsyncDriver(Driver):
 
     async def do_exchange(self, action: Step) -> list[SMTPReply]:
         """Write the step's bytes and return its replies."""
-        reader = self.reader
+        reader = self.link
         assert reader is not None  # FlowRun answers a Step without connection itself
         return await reader.exchange(action.payload, action.replies, self.settings.timeout)
 
@@ -142,8 +133,7 @@ class AsyncDriver(Driver):
         # From here on the transport is this driver's: aiosmtplib is not used again.
         reader = _ReplyReader(transport)
         transport.set_protocol(reader)
-        self.reader = reader
-        self.connected(features)
+        self.connected(reader, features)
 
 
 class _ReplyReader(asyncio.Protocol):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import socket
 from collections.abc import Generator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..config import SMTPSettings
 from ..exceptions import ServerDisconnectedError, TransportError
@@ -27,6 +27,7 @@ from .transaction import Step
 __all__ = ["Driver", "FlowRun", "local_hostname", "more_replies_wanted"]
 
 _R = TypeVar("_R")
+_L = TypeVar("_L")  # what a driver holds for one connection
 #: The driver method that carries out each kind of action.
 _IO = {Sleep: "do_sleep", Connect: "do_connect", Step: "do_exchange"}
 
@@ -48,11 +49,13 @@ def more_replies_wanted(replies: list[SMTPReply], count: int) -> bool:
     )
 
 
-class Driver:
+class Driver(Generic[_L]):
     """The non-I/O half of a driver: one connection's state and its errors.
 
-    Subclasses implement :meth:`is_connected` and :meth:`drop` (both without
-    blocking), and, sync or async, the I/O of each action: ``do_connect``
+    :attr:`link` is the connection (an ``smtplib.SMTP``, an asyncio
+    protocol), set only once it is ready for mail. Subclasses implement
+    :meth:`_abort` (close a link at once, without blocking), and, sync or
+    async, the I/O of each action: ``do_connect``
     (connect, then call :meth:`connected` with the EHLO features),
     ``do_exchange`` (write a :class:`~.transaction.Step`'s bytes, return its
     replies while :func:`more_replies_wanted`) and ``do_sleep``. Their loop
@@ -61,6 +64,8 @@ class Driver:
 
     def __init__(self, settings: SMTPSettings) -> None:
         self.settings = settings
+        #: The current connection, None when there is none.
+        self.link: _L | None = None
         #: The EHLO keywords of the current connection.
         self.features: dict[str, str] = {}
         #: The current connection has served a message (so it may have gone stale).
@@ -72,15 +77,27 @@ class Driver:
         return f"{self.settings.host}:{self.settings.port}"
 
     def is_connected(self) -> bool:
-        """Return True while a connection is held (subclasses)."""
-        raise NotImplementedError
+        """Return True while a connection is held."""
+        return self.link is not None
 
     def drop(self) -> None:
-        """Close the connection at once, without a word to the server (subclasses)."""
+        """Close the connection at once, without a word to the server."""
+        link = self._release()
+        if link is not None:
+            self._abort(link)
+
+    def _release(self) -> _L | None:
+        """Forget the connection and return it (for QUIT or an abort)."""
+        link, self.link = self.link, None
+        return link
+
+    def _abort(self, link: _L) -> None:
+        """Close ``link`` at once (subclasses)."""
         raise NotImplementedError
 
-    def connected(self, features: dict[str, str]) -> None:
-        """Record a new connection, ready for mail, with its EHLO ``features``."""
+    def connected(self, link: _L, features: dict[str, str]) -> None:
+        """Take ``link``, a new connection ready for mail, with its EHLO ``features``."""
+        self.link = link
         self.features = features
         self.used = False
 
@@ -99,7 +116,7 @@ class FlowRun(Generic[_R]):
     from these calls, with the connection dropped.
     """
 
-    def __init__(self, driver: Driver, flow: Generator[Action, object, _R]) -> None:
+    def __init__(self, driver: Driver[Any], flow: Generator[Action, object, _R]) -> None:
         self._driver = driver
         self._flow = flow
         self._reused = False

@@ -30,24 +30,15 @@ _R = TypeVar("_R")
 _IOV_MAX = 512  # buffers per sendmsg() call (Linux allows 1024)
 
 
-class SyncDriver(Driver):
+class SyncDriver(Driver["_Connection"]):
     """Run flows over one smtplib connection, made on demand."""
 
-    connection: _Connection | None = None
-
-    def is_connected(self) -> bool:
-        """Return True while a connection is held."""
-        return self.connection is not None
-
-    def drop(self) -> None:
-        """Close the connection without QUIT."""
-        conn, self.connection = self.connection, None
-        if conn is not None:
-            conn.close()
+    def _abort(self, link: _Connection) -> None:
+        link.close()
 
     def quit(self) -> None:
         """Send QUIT and close; a dead connection is just dropped."""
-        conn, self.connection = self.connection, None
+        conn = self._release()
         if conn is not None:
             try:
                 conn.quit()
@@ -75,7 +66,7 @@ class SyncDriver(Driver):
 
     def do_exchange(self, action: Step) -> list[SMTPReply]:
         """Write the step's bytes and return its replies."""
-        conn = self.connection
+        conn = self.link
         assert conn is not None  # FlowRun answers a Step without connection itself
         if action.payload:
             conn.send_chunks(action.payload)
@@ -113,8 +104,7 @@ class SyncDriver(Driver):
             if conn is not None:
                 conn.close()
             raise
-        self.connection = conn
-        self.connected(features)
+        self.connected(conn, features)
 
 
 class _Connection(smtplib.SMTP):
