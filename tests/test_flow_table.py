@@ -19,7 +19,7 @@ import pytest
 
 from amsdal_mail import EmailMessage, MailTimeoutError, ProtocolError, ServerDisconnectedError
 from amsdal_mail.config import SMTPSettings
-from amsdal_mail.smtp.driver import Driver, FlowRun, more_replies_wanted
+from amsdal_mail.smtp.driver import CLOSING, Driver, FlowRun
 from amsdal_mail.smtp.flow import Action, Connect, RetryPolicy, Sleep, send_flow
 from amsdal_mail.smtp.transaction import Envelope, Step, prepare_envelope
 from amsdal_mail.status import SMTPReply
@@ -83,7 +83,7 @@ class ScriptedDriver(Driver[str]):
         if action.payload:
             self._write(b"".join(action.payload))
         replies: list[SMTPReply] = []
-        while more_replies_wanted(replies, action.replies):
+        while len(replies) < action.replies and not (replies and replies[-1].code == CLOSING):
             replies.append(self._answer(self.awaiting.pop(0)))
         return replies
 

@@ -18,8 +18,8 @@ from collections.abc import Generator
 from typing import Any, TypeVar
 
 from ..exceptions import MissingDependencyError
-from ..status import SMTPCode, SMTPReply
-from .driver import Driver, FlowRun, local_hostname, more_replies_wanted
+from ..status import SMTPReply
+from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep
 from .handshake import auth_mechanism, ehlo_features, wants_starttls
 from .transaction import Step
@@ -176,7 +176,7 @@ class _ReplyReader(asyncio.Protocol):
             if self._expected:
                 self._expected -= 1
                 self._replies.append(reply)
-            elif reply.code == SMTPCode.SERVICE_UNAVAILABLE:
+            elif reply.code == CLOSING:
                 self._fail(f"Connection closing: {reply}", None)
             else:
                 logger.debug("ignoring an unsolicited reply: %s", reply)
@@ -281,9 +281,12 @@ class _ReplyReader(asyncio.Protocol):
             if not self.is_open:
                 self._raise_error()
         out: list[SMTPReply] = []
-        while more_replies_wanted(out, replies):
+        while len(out) < replies:
             if self._replies:
-                out.append(self._replies.popleft())
+                reply = self._replies.popleft()
+                out.append(reply)
+                if reply.code == CLOSING:
+                    break
             elif self._error is not None:
                 self._raise_error()
             else:

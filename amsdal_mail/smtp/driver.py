@@ -19,12 +19,12 @@ from typing import Any, Generic, TypeVar
 
 from ..config import SMTPSettings
 from ..exceptions import ServerDisconnectedError, TransportError
-from ..status import SMTPCode, SMTPReply
+from ..status import SMTPCode
 from .errors import translate
 from .flow import Action, Connect, Connection, Sleep
 from .transaction import Step
 
-__all__ = ["Driver", "FlowRun", "local_hostname", "more_replies_wanted"]
+__all__ = ["CLOSING", "Driver", "FlowRun", "local_hostname"]
 
 _R = TypeVar("_R")
 _L = TypeVar("_L")  # what a driver holds for one connection
@@ -38,15 +38,10 @@ def local_hostname() -> str:
     return socket.getfqdn()
 
 
-def more_replies_wanted(replies: list[SMTPReply], count: int) -> bool:
-    """Return True while fewer than ``count`` replies were read and none was a 421.
-
-    After a 421 the server closes the connection, so the replies still owed
-    never come; the flow counts them as that 421.
-    """
-    return len(replies) < count and not (
-        replies and replies[-1].code == SMTPCode.SERVICE_UNAVAILABLE
-    )
+#: A reply with this code ends the reading of a step's replies: after a 421 the
+#: server closes the connection, so the replies still owed never come (the flow
+#: counts them as that 421). A 421 is therefore always the last reply of a step.
+CLOSING = int(SMTPCode.SERVICE_UNAVAILABLE)
 
 
 class Driver(Generic[_L]):
@@ -58,8 +53,8 @@ class Driver(Generic[_L]):
     async, the I/O of each action: ``do_connect``
     (connect, then call :meth:`connected` with the EHLO features),
     ``do_exchange`` (write a :class:`~.transaction.Step`'s bytes, return its
-    replies while :func:`more_replies_wanted`) and ``do_sleep``. Their loop
-    calls the one :attr:`FlowRun.io` names.
+    replies, stopping after a :data:`CLOSING` one) and ``do_sleep``. Their
+    loop calls the one :attr:`FlowRun.io` names.
     """
 
     def __init__(self, settings: SMTPSettings) -> None:
@@ -122,12 +117,9 @@ class FlowRun(Generic[_R]):
         self._reused = False
         self._result: _R | None = None
         self.action: Action | None = None
+        #: The name of the driver method that carries out :attr:`action`.
+        self.io = ""
         self._advance(None, None)
-
-    @property
-    def io(self) -> str:
-        """Return the name of the driver method that carries out :attr:`action`."""
-        return _IO[type(self.action)]
 
     @property
     def result(self) -> _R:
@@ -138,13 +130,13 @@ class FlowRun(Generic[_R]):
     def resume(self, value: object) -> None:
         """Go on with the result of the current action."""
         action, driver = self.action, self._driver
-        if isinstance(action, Connect):
-            value = Connection(driver.features, self._reused)
-        elif isinstance(action, Step):
+        if isinstance(action, Step):
             driver.used = True
             assert isinstance(value, list)
-            if any(reply.code == SMTPCode.SERVICE_UNAVAILABLE for reply in value):
+            if value and value[-1].code == CLOSING:
                 driver.drop()  # 421: the server is closing this connection
+        elif isinstance(action, Connect):
+            value = Connection(driver.features, self._reused)
         self._advance(value, None)
 
     def fail(self, exc: BaseException) -> None:
@@ -165,15 +157,16 @@ class FlowRun(Generic[_R]):
                 driver.drop()  # the exchange ended mid-way: never reuse that connection
                 raise
             value, error = None, None
-            if isinstance(action, Connect):
+            if isinstance(action, Step):
+                if driver.link is None:
+                    error = ServerDisconnectedError(f"{driver.where}: not connected")
+                    continue
+            elif isinstance(action, Connect):
                 if action.fresh:
                     driver.drop()
-                self._reused = driver.is_connected() and driver.used
-                if driver.is_connected():
+                self._reused = driver.link is not None and driver.used
+                if driver.link is not None:
                     value = Connection(driver.features, self._reused)
                     continue
-            elif isinstance(action, Step) and not driver.is_connected():
-                error = ServerDisconnectedError(f"{driver.where}: not connected")
-                continue
-            self.action = action
+            self.action, self.io = action, _IO[type(action)]
             return

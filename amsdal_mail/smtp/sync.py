@@ -18,7 +18,7 @@ from collections.abc import Generator
 from typing import Any, TypeVar
 
 from ..status import SMTPReply
-from .driver import Driver, FlowRun, local_hostname, more_replies_wanted
+from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep
 from .handshake import auth_mechanism, ehlo_features, wants_starttls
 from .transaction import Step
@@ -71,8 +71,11 @@ class SyncDriver(Driver["_Connection"]):
         if action.payload:
             conn.send_chunks(action.payload)
         replies: list[SMTPReply] = []
-        while more_replies_wanted(replies, action.replies):
-            replies.append(conn.next_reply())
+        for _ in range(action.replies):
+            reply = conn.next_reply()
+            replies.append(reply)
+            if reply.code == CLOSING:
+                break
         return replies
 
     def do_connect(self, action: Connect) -> None:
@@ -162,19 +165,17 @@ class _Connection(smtplib.SMTP):
         the connection is closed then.
         """
         parser = self.parser
-        reply = parser.pop()
-        if reply is not None:
-            return reply
+        if parser.replies:
+            return parser.replies.popleft()
         timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
         deadline = None if timeout is None else time.monotonic() + timeout
-        while reply is None:
+        while not parser.replies:
             try:
                 parser.feed(self._receive(deadline))
             except ReplyLimitError as exc:
                 self.close()
                 raise smtplib.SMTPResponseException(exc.code, exc.text) from None
-            reply = parser.pop()
-        return reply
+        return parser.replies.popleft()
 
     def _receive(self, deadline: float | None) -> bytes:
         sock = self.sock

@@ -27,7 +27,7 @@ from ..status import SendStatus, SMTPCode, SMTPReply, status_from_transaction
 __all__ = ["Envelope", "Progress", "Step", "dot_stuff", "prepare_envelope", "transaction"]
 
 DATA_END = b".\r\n"
-_CLOSING = SMTPCode.SERVICE_UNAVAILABLE
+_CLOSING = int(SMTPCode.SERVICE_UNAVAILABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +177,9 @@ def _replies(step: Step, progress: Progress) -> Generator[Step, object, list[SMT
         # a dead connection to replace, not an answer about this message.
         raise ServerDisconnectedError(f"the server closed the idle connection: {replies[0]}")
     progress.replies += len(replies)
-    progress.closing = progress.closing or any(r.code == _CLOSING for r in replies)
+    # Drivers stop reading at a 421, so one can only be the last reply.
+    if replies and replies[-1].code == _CLOSING:
+        progress.closing = True
     if len(replies) < step.replies:
         if not replies or replies[-1].code != _CLOSING:
             raise ServerDisconnectedError(f"{step.replies - len(replies)} replies missing")
@@ -214,7 +216,8 @@ def _pipelined(
     replies = yield from _replies(Step([*commands, b"DATA\r\n"], len(commands) + 1), progress)
     mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
     accepted = mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)
-    closing = next((r for r in replies if r.code == _CLOSING), None)
+    # A 421 ends the replies (the missing ones count as it), so it is the last one.
+    closing = replies[-1] if replies[-1].code == _CLOSING else None
     if closing is not None:
         # No data on a closing connection: the accepted recipients share the 421.
         return mail_reply, rcpt_replies, closing if accepted else None

@@ -75,25 +75,22 @@ class ReplyParser:
             for line in lines:
                 if len(line) >= MAX_LINE:  # over MAX_LINE with its line break
                     raise ReplyLimitError("Line too long.")
-                self._line(line)
+                self._lines.append(line[4:].strip(b" \t\r\n"))
+                self._size += len(line) + 1
+                try:
+                    code = int(line[:3])
+                except ValueError:
+                    code = -1  # not a reply line: it ends the reply, as in smtplib
+                else:
+                    if line[3:4] == b"-":
+                        continue  # a multi-line reply goes on
+                text = b"\n".join(self._lines).decode("utf-8", "replace")
+                self.replies.append(SMTPReply(code, text))
+                self._lines, self._size = [], 0
         if len(buffer) >= MAX_LINE:
             raise ReplyLimitError("Line too long.")
         if len(buffer) + self._size > MAX_REPLY:
             raise ReplyLimitError("Reply too long.")
-
-    def _line(self, line: bytes) -> None:
-        text = line[4:].strip(b" \t\r\n")
-        self._lines.append(text)
-        self._size += len(line) + 1
-        try:
-            code = int(line[:3])
-        except ValueError:
-            code = -1
-        else:
-            if line[3:4] == b"-":
-                return
-        self.replies.append(SMTPReply(code, b"\n".join(self._lines).decode("utf-8", "replace")))
-        self._lines, self._size = [], 0
 
     def pop(self) -> SMTPReply | None:
         """Return the oldest complete reply not yet taken, or None."""
