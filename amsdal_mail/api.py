@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final, cast
 
 from .backends.base import BaseBackend
 from .config import ENV_PREFIX
@@ -14,7 +14,16 @@ from .exceptions import ConfigurationError, UnknownBackendError
 from .message import EmailMessage
 from .status import SendStatus
 
-__all__ = ["BACKENDS", "get_connection", "register_backend", "send_mail", "asend_mail"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_METHODS",
+    "asend_mail",
+    "find_backend",
+    "get_connection",
+    "load_backend",
+    "register_backend",
+    "send_mail",
+]
 
 #: Short backend names and the dotted paths they stand for.
 BACKENDS: dict[str, str] = {
@@ -26,21 +35,44 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def register_backend(name: str, backend: type[BaseBackend] | str) -> None:
+#: The methods a backend class must have (as :class:`BaseBackend` does) to be used.
+BACKEND_METHODS: Final = ("send_messages", "asend_messages", "open", "close", "aopen", "aclose")
+
+
+def _not_a_backend(cls: object) -> str | None:
+    """Return why ``cls`` is not a backend class, or None if it is one (duck typing)."""
+    if not isinstance(cls, type):
+        return f"is a {type(cls).__name__}, not a class"
+    missing = [name for name in BACKEND_METHODS if not callable(getattr(cls, name, None))]
+    if missing:
+        return f"lacks the backend method(s) {', '.join(missing)}"
+    return None
+
+
+def _methods_hint() -> str:
+    return (
+        f"a backend class has the methods {', '.join(BACKEND_METHODS)}; "
+        "subclass amsdal_mail.BaseBackend to get them"
+    )
+
+
+def register_backend(name: str, backend: type[Any] | str) -> None:
     """Make ``name`` usable with :func:`get_connection` for ``backend``.
 
-    ``backend`` is a :class:`BaseBackend` subclass or its dotted path. A class
-    is recorded by its dotted path, so it must be defined at module level.
+    ``backend`` is a backend class (a :class:`BaseBackend` subclass, or any
+    class with its methods) or its dotted path. A class is recorded by its
+    dotted path, so it must be defined at module level.
 
     Raises:
-        ConfigurationError: a bad name, a class that is not a BaseBackend
-            subclass, or one that cannot be found again by its dotted path.
+        ConfigurationError: a bad name, a class without the backend methods,
+            or one that cannot be found again by its dotted path.
     """
     if not name or "." in name:
         raise ConfigurationError(f"a backend short name must be non-empty without dots: {name!r}")
-    if isinstance(backend, type):
-        if not issubclass(backend, BaseBackend):
-            raise ConfigurationError(f"{backend!r} is not an amsdal_mail BaseBackend subclass")
+    if not isinstance(backend, str):
+        reason = _not_a_backend(backend)
+        if reason is not None:
+            raise ConfigurationError(f"{backend!r} {reason}; {_methods_hint()}")
         path = f"{backend.__module__}.{backend.__qualname__}"
         module = sys.modules.get(backend.__module__)
         if getattr(module, backend.__qualname__, None) is not backend:
@@ -54,26 +86,44 @@ def register_backend(name: str, backend: type[BaseBackend] | str) -> None:
     BACKENDS[name] = backend
 
 
-def _load_backend(name: str) -> type[BaseBackend]:
+def find_backend(name: str, source: str | None = None) -> type[BaseBackend] | str:
+    """Return the backend class ``name`` stands for, or a sentence saying why there is none.
+
+    ``name`` is a short name (see :data:`BACKENDS`) or a dotted path; a
+    class is accepted when it has the backend methods (:data:`BACKEND_METHODS`),
+    as Django accepts any class for ``EMAIL_BACKEND``. ``source`` says where
+    the name came from (such as ``AMSDAL_EMAIL_BACKEND``), for the sentence.
+    """
+    where = f" (from {source})" if source else ""
     path = BACKENDS.get(name, name)
-    known = ", ".join(sorted(BACKENDS))
     module_name, _, attr = path.rpartition(".")
     if not module_name:
-        raise UnknownBackendError(
-            f"unknown email backend {name!r}; known backends are {known}, "
-            "or give a dotted path such as 'myapp.mail.MyBackend'"
-        )
+        return f"Unknown amsdal_mail backend {name!r}{where}"
     try:
-        module = importlib.import_module(module_name)
-        cls = getattr(module, attr)
+        cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
+        return f"Cannot load amsdal_mail backend {name!r}{where}: {exc}"
+    reason = _not_a_backend(cls)
+    if reason is not None:
+        return f"amsdal_mail backend {name!r}{where} {reason}; {_methods_hint()}"
+    # Typed as the base class: a duck-typed backend has the same public methods.
+    return cast("type[BaseBackend]", cls)
+
+
+def load_backend(name: str, source: str | None = None) -> type[BaseBackend]:
+    """Return the backend class for a short name or dotted path (see :func:`find_backend`).
+
+    Raises:
+        UnknownBackendError: no such backend; the message lists the known names.
+    """
+    found = find_backend(name, source)
+    if isinstance(found, str):
+        known = ", ".join(sorted(BACKENDS))
         raise UnknownBackendError(
-            f"cannot load email backend {name!r} ({exc}); known backends are {known}, "
-            "or give a dotted path to a BaseBackend subclass"
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, BaseBackend)):
-        raise UnknownBackendError(f"email backend {name!r} is not a BaseBackend subclass")
-    return cls
+            f"{found}; known backends are {known}, or give a dotted path such as "
+            "'myapp.mail.MyBackend'"
+        )
+    return found
 
 
 def get_connection(
@@ -83,15 +133,22 @@ def get_connection(
 
     ``backend`` is a short name (``smtp``, ``console``, ``dummy``,
     ``locmem``, ``file``, or one added with :func:`register_backend`) or a
-    dotted path; when omitted, ``AMSDAL_EMAIL_BACKEND``, else ``smtp``.
+    dotted path to a backend class (a :class:`BaseBackend` subclass, or any
+    class with the backend methods); when omitted, ``AMSDAL_EMAIL_BACKEND``,
+    else ``smtp``.
     ``kwargs`` are the backend's options (for SMTP: ``host``, ``port``, ...).
 
     Raises:
         UnknownBackendError: the name is not known; the message lists the known ones.
         ConfigurationError: an option or environment variable is invalid.
     """
-    name = backend or os.environ.get(ENV_PREFIX + "BACKEND") or "smtp"
-    return _load_backend(name.strip())(fail_silently=fail_silently, **kwargs)
+    source = None
+    if not backend:
+        # An empty AMSDAL_EMAIL_BACKEND counts as unset.
+        backend = os.environ.get(ENV_PREFIX + "BACKEND", "").strip()
+        source = ENV_PREFIX + "BACKEND" if backend else None
+    cls = load_backend(backend.strip() or "smtp", source)
+    return cls(fail_silently=fail_silently, **kwargs)
 
 
 def _build_message(

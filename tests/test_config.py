@@ -10,7 +10,13 @@ import pytest
 
 from amsdal_mail import ConfigurationError, MailError, get_connection
 from amsdal_mail.backends.smtp import SMTPBackend
-from amsdal_mail.config import SMTPSettings, parse_bool, resolve_smtp_settings
+from amsdal_mail.config import (
+    Layer,
+    SMTPSettings,
+    inspect_smtp_settings,
+    parse_bool,
+    resolve_smtp_settings,
+)
 
 PASSWORD = "hunter2-Secret!"
 
@@ -369,3 +375,151 @@ def test_allow_insecure_auth_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
     assert isinstance(connection, SMTPBackend)
     assert connection.settings.allow_insecure_auth is True
+
+
+# -- empty environment variables -------------------------------------------------------------
+
+EMPTY_IS_AN_ERROR = [
+    "AMSDAL_EMAIL_USE_TLS",
+    "AMSDAL_EMAIL_USE_SSL",
+    "AMSDAL_EMAIL_ALLOW_INSECURE_AUTH",
+    "AMSDAL_EMAIL_PORT",
+    "AMSDAL_EMAIL_TIMEOUT",
+    "AMSDAL_EMAIL_MAX_RETRIES",
+    "AMSDAL_EMAIL_RETRY_BACKOFF",
+]
+EMPTY_IS_UNSET = [
+    "AMSDAL_EMAIL_HOST",
+    "AMSDAL_EMAIL_USER",
+    "AMSDAL_EMAIL_PASSWORD",
+    "AMSDAL_EMAIL_SSL_CERTFILE",
+    "AMSDAL_EMAIL_SSL_KEYFILE",
+    "AMSDAL_EMAIL_LOCAL_HOSTNAME",
+]
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("var", EMPTY_IS_AN_ERROR)
+def test_an_empty_boolean_or_number_variable_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    """An empty boolean or numeric variable is refused, naming it: give a value or unset it."""
+    monkeypatch.setenv(var, value)
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        get_connection("smtp")
+
+    assert str(excinfo.value) == f"{var} is set but empty; give it a value or unset it"
+
+
+def test_an_empty_variable_under_an_explicit_argument_is_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a variable that is used is checked: an argument for the option wins first."""
+    monkeypatch.setenv("AMSDAL_EMAIL_USE_TLS", "")
+
+    assert resolve_smtp_settings({"use_tls": True}).use_tls is True
+
+
+@pytest.mark.parametrize("var", EMPTY_IS_UNSET)
+def test_an_empty_string_variable_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, var: str
+) -> None:
+    """An empty host, user, password, certificate file or local hostname is as if unset."""
+    monkeypatch.setenv(var, "")
+
+    assert resolve_smtp_settings() == SMTPSettings()
+
+
+def test_an_empty_backend_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AMSDAL_EMAIL_BACKEND= (empty) selects the default, smtp."""
+    monkeypatch.setenv("AMSDAL_EMAIL_BACKEND", "")
+
+    assert type(get_connection()) is SMTPBackend
+
+
+# -- layers ------------------------------------------------------------------------------------
+
+
+def test_layers_sit_between_the_options_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """options > each layer in turn > environment > defaults > amsdal_mail's defaults."""
+    monkeypatch.setenv("AMSDAL_EMAIL_HOST", "env.example")
+    monkeypatch.setenv("AMSDAL_EMAIL_TIMEOUT", "9")
+    upper = Layer({"host": "upper.example", "port": 2525})
+    lower = Layer({"host": "lower.example", "port": 2526, "username": "lower-user"})
+
+    settings = resolve_smtp_settings(
+        {"port": 1025},
+        layers=[upper, lower],
+        defaults={"timeout": 5, "local_hostname": "client.example"},
+    )
+
+    assert (settings.host, settings.port, settings.username) == (
+        "upper.example",
+        1025,
+        "lower-user",
+    )
+    assert settings.timeout == 9.0  # the environment wins over the given defaults
+    assert settings.local_hostname == "client.example"  # a given default
+    assert settings.max_retries == 0  # amsdal_mail's default
+
+
+def test_a_bad_value_is_named_as_its_layer_names_it() -> None:
+    """A layer's labels name its values in errors."""
+    layer = Layer({"port": "smtp"}, {"port": "settings.EMAIL_PORT"})
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        resolve_smtp_settings(layers=[layer], environ={})
+
+    assert str(excinfo.value) == (
+        "settings.EMAIL_PORT must be a port number from 1 to 65535, got 'smtp'"
+    )
+
+
+def test_inspect_reports_every_bad_value_and_the_sources() -> None:
+    """inspect_smtp_settings() reports every problem and where each value came from."""
+    resolution = inspect_smtp_settings(
+        {"timeout": -1},
+        layers=[Layer({"host": "mail.example", "port": "x"}, {"port": "settings.EMAIL_PORT"})],
+        environ={"AMSDAL_EMAIL_USE_SSL": "perhaps"},
+    )
+
+    assert resolution.settings is None
+    assert [p.options for p in resolution.problems] == [("port",), ("use_ssl",), ("timeout",)]
+    assert resolution.sources == {
+        "host": "host",
+        "port": "settings.EMAIL_PORT",
+        "use_ssl": "AMSDAL_EMAIL_USE_SSL",
+        "timeout": "timeout",
+    }
+
+
+def test_use_tls_with_use_ssl_names_where_each_came_from() -> None:
+    """The conflict is one problem about both options, naming their sources."""
+    resolution = inspect_smtp_settings({"use_ssl": True}, environ={"AMSDAL_EMAIL_USE_TLS": "yes"})
+
+    (problem,) = resolution.problems
+    assert problem.options == ("use_tls", "use_ssl")
+    assert "use_tls from AMSDAL_EMAIL_USE_TLS, use_ssl from use_ssl" in str(problem.error)
+
+
+def test_a_keyfile_alone_may_be_accepted_as_django_does() -> None:
+    """keyfile_needs_certfile=False keeps a lone ssl_keyfile; no certificate is loaded."""
+    settings = resolve_smtp_settings({"ssl_keyfile": "/some/key.pem"}, keyfile_needs_certfile=False)
+
+    assert (settings.ssl_keyfile, settings.ssl_certfile) == ("/some/key.pem", None)
+    assert settings.make_ssl_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_as_options_round_trips_without_the_environment() -> None:
+    """Resolving as_options() again gives the same settings, whatever the environment says."""
+    settings = resolve_smtp_settings({"host": "mail.example", "use_tls": True, "timeout": None})
+
+    again = resolve_smtp_settings(
+        settings.as_options(),
+        environ={"AMSDAL_EMAIL_HOST": "other.example", "AMSDAL_EMAIL_PORT": ""},
+    )
+
+    assert again == settings
