@@ -244,6 +244,7 @@ async def test_use_tls_against_a_server_without_starttls(
 
     assert isinstance(excinfo.value, smtplib.SMTPNotSupportedError)
     assert isinstance(excinfo.value, OSError)
+    assert str(excinfo.value).startswith("STARTTLS extension not supported by server.")
     assert server.messages == [] and server.refused_data == []
 
 
