@@ -238,6 +238,24 @@ async def test_421_after_twenty_refused_recipients_keeps_them_and_sends_the_next
     assert second.verbs()[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
 
 
+async def test_421_to_the_rset_after_twenty_refusals_without_pipelining(
+    sender: Sender, faulty_server: StartServer
+) -> None:
+    """Lock-step, Postfix answers the RSET after twenty 550s with 421: the batch goes on."""
+    refusals = {user: "550 5.1.1 User unknown" for user in UNKNOWN_USERS}
+    server = faulty_server(hard_error_limit=20, rcpt_replies=refusals, pipelining=False)
+    bad = EmailMessage("Bad", "To nobody.\n", SENDER, UNKNOWN_USERS)
+    good = EmailMessage("Good", "To someone.\n", SENDER, ["real@example.com"])
+
+    await sender.send(backend_for(server), [bad, good])
+
+    assert bad.status is not None and bad.status.status == {"rejected"}
+    assert good.status is not None and good.status.status == {"sent"}
+    first, _ = server.sessions
+    assert first.verbs() == ["EHLO", "MAIL", *["RCPT"] * 20, "RSET"]
+    assert first.ended == "too many errors"
+
+
 async def test_421_after_an_accepted_recipient_is_failed_then_retried(
     sender: Sender, faulty_server: StartServer
 ) -> None:

@@ -318,6 +318,14 @@ ROWS = [
         open_after=False,
     ),
     Row(
+        "lock-step Postfix: the RSET after the refusals gets 421",
+        {},
+        {"RCPT": ["550 5.1.1 No", "550 5.1.1 No"], "RSET": ["421 4.7.0 Error: too many errors"]},
+        ["connect", "MAIL", "RCPT a@example.com", "RCPT b@example.com", "RSET"],
+        {A: ("rejected", 550, "RCPT"), B: ("rejected", 550, "RCPT")},
+        open_after=False,
+    ),
+    Row(
         "421 to DATA after an accepted recipient: it is retried on a new connection",
         P,
         {f"RCPT {B}": ["550 5.1.1 No"], "DATA": ["421 4.7.0 Error: too many errors"]},

@@ -50,8 +50,8 @@ class Driver(Generic[_L]):
     :attr:`link` is the connection (an ``smtplib.SMTP``, an asyncio
     protocol), set only once it is ready for mail. Subclasses implement
     :meth:`_abort` (close a link at once, without blocking), and, sync or
-    async, the I/O of each action: ``do_connect``
-    (connect, then call :meth:`connected` with the EHLO features),
+    async, the I/O of each action: ``do_connect`` (connect, then hand the
+    new link and its EHLO features to :meth:`connected`),
     ``do_exchange`` (write a :class:`~.transaction.Step`'s bytes, return its
     replies, stopping after a :data:`CLOSING` one) and ``do_sleep``. Their
     loop calls the one :attr:`FlowRun.io` names.
