@@ -122,15 +122,17 @@ class EmailBackend(BaseEmailBackend):
             "ssl_certfile": ssl_certfile,
             "backend": backend,
         }
-        self.mailer = resolve_mailer(explicit, alias=alias)
+        mailer = resolve_mailer(explicit, alias=alias)
         #: The amsdal_mail backend that sends (its own fail_silently stays off:
         #: this backend applies Django's rules).
-        self.amsdal_backend: BaseBackend = build_backend(self.mailer, fail_silently=False)
-        smtp = self.mailer.smtp
+        self.amsdal_backend: BaseBackend = build_backend(mailer)
+        smtp = mailer.smtp
+        # Django's EMAIL_HOST_USER and EMAIL_HOST_PASSWORD default to "" (MAILERS: None).
+        unset = "" if alias is None else None
         self.host: str | None = smtp.host if smtp else None
         self.port: int | None = smtp.port if smtp else None
-        self.username: str | None = self.mailer.username
-        self.password: str | None = self.mailer.password
+        self.username: str | None = (smtp.username if smtp else None) or unset
+        self.password: str | None = (smtp.password if smtp else None) or unset
         self.use_tls: bool = smtp.use_tls if smtp else False
         self.use_ssl: bool = smtp.use_ssl if smtp else False
         self.timeout: float | None = smtp.timeout if smtp else None

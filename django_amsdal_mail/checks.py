@@ -14,7 +14,9 @@ as the backend resolves it, and every problem is reported:
 * ``amsdal_mail.E008`` -- settings amsdal_mail refuses (such as a password over an
   unencrypted connection to another host);
 * ``amsdal_mail.W001`` -- an ASGI project (``ASGI_APPLICATION`` set) sending over
-  SMTP without aiosmtplib, which async sending needs.
+  SMTP without aiosmtplib, which async sending needs;
+* ``amsdal_mail.W002`` -- a key file (``EMAIL_SSL_KEYFILE``, ``ssl_keyfile``) without
+  its certificate: accepted, as Django accepts it, but ignored.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ _KNOWN_OPTIONS: Final = frozenset({*SMTP_OPTIONS, BACKEND_OPTION, "fail_silently
 def check_mail_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """Return an error for each problem in the settings of the amsdal_mail backend."""
+    """Return an error or a warning for each problem in the settings of the amsdal_mail backend."""
     messages: list[checks.CheckMessage] = []
     smtp_used = False
     for alias, options, unknown in _our_mailers():
@@ -63,7 +65,10 @@ def check_mail_settings(
                 )
             )
         resolved, problems = inspect_mailer(options, alias=alias)
-        messages.extend(checks.Error(p.message, hint=p.hint, id=p.id) for p in problems)
+        messages.extend(
+            (checks.Error if p.is_error else checks.Warning)(p.message, hint=p.hint, id=p.id)
+            for p in problems
+        )
         smtp_used = smtp_used or (
             resolved is not None and issubclass(resolved.backend_class, SMTPBackend)
         )
@@ -89,8 +94,9 @@ def _has_aiosmtplib() -> bool:
 
 def _our_mailers() -> Iterator[tuple[str | None, dict[str, Any], list[str]]]:
     """Yield ``(alias, options, unknown option names)`` for each mailer using our backend."""
-    if django.VERSION >= (6, 1) and hasattr(settings, "MAILERS"):
-        for alias, config in settings.MAILERS.items():
+    mailers: dict[str, Any] | None = getattr(settings, "MAILERS", None)
+    if django.VERSION >= (6, 1) and mailers is not None:
+        for alias, config in mailers.items():
             if not _is_ours(config.get("BACKEND", _DJANGO_SMTP_BACKEND)):
                 continue
             options = dict(config.get("OPTIONS", {}))

@@ -1,8 +1,8 @@
 """Map Django settings and MAILERS ``OPTIONS`` to amsdal_mail arguments.
 
-One function, :func:`resolve_mailer`, decides every value the Django backend
-hands to amsdal_mail; :func:`inspect_mailer` runs the same steps without
-raising, for the system checks. Order, highest first:
+:func:`resolve_mailer` decides every value the Django backend hands to
+amsdal_mail; :func:`inspect_mailer` runs the same steps without raising, for
+the system checks. Order, highest first:
 
 1. an explicit argument (``get_connection(host=...)``) or a MAILERS ``OPTIONS`` entry;
 2. the Django ``EMAIL_*`` setting, if the project set it (``settings.is_overridden``)
@@ -12,6 +12,12 @@ raising, for the system checks. Order, highest first:
    TLS mode), under MAILERS amsdal_mail's (port 465 / 587 / 25 by TLS mode, and the
    ``smtp`` backend needs a host). The timeout defaults to 30 seconds in both.
 
+The order itself is applied by :func:`amsdal_mail.config.inspect_smtp_settings`:
+this module only turns the arguments and the ``EMAIL_*`` settings into its
+layers (with Django's reading of None and empty values) and Django's defaults,
+and its problems into Django's exceptions and check messages. The backend
+class is found by :func:`amsdal_mail.api.find_backend`.
+
 Compatibility mode is ``EMAIL_BACKEND`` (a backend built without ``alias``);
 MAILERS mode is a backend built by ``django.core.mail.mailers`` with an ``alias``.
 """
@@ -20,23 +26,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
 from amsdal_mail import BaseBackend, ConfigurationError
-from amsdal_mail.api import BACKENDS
+from amsdal_mail.api import BACKENDS, find_backend
 from amsdal_mail.backends.smtp import SMTPBackend
 from amsdal_mail.config import (
     ENV_PREFIX,
     UNSET,
+    Layer,
+    SettingProblem,
     SMTPSettings,
-    env_var,
-    parse_bool,
-    resolve_smtp_settings,
+    inspect_smtp_settings,
 )
 
 __all__ = [
@@ -47,26 +52,16 @@ __all__ = [
     "Problem",
     "build_backend",
     "email_setting",
+    "is_overridden",
     "inspect_mailer",
     "invalid_mailer",
     "resolve_mailer",
 ]
 
-#: The SMTP options of Django's own SMTP backend, which this backend accepts too.
-SMTP_OPTIONS: Final = (
-    "host",
-    "port",
-    "username",
-    "password",
-    "use_tls",
-    "use_ssl",
-    "timeout",
-    "ssl_certfile",
-    "ssl_keyfile",
-)
 #: The option naming the amsdal_mail backend (``smtp``, ``console``, ``locmem``, ...).
 BACKEND_OPTION: Final = "backend"
-#: Each SMTP option and the Django setting that supplies it in compatibility mode.
+#: Each SMTP option of Django's own SMTP backend and the Django setting that
+#: supplies it in compatibility mode.
 SETTING_FOR_OPTION: Final = {
     "host": "EMAIL_HOST",
     "port": "EMAIL_PORT",
@@ -78,9 +73,10 @@ SETTING_FOR_OPTION: Final = {
     "ssl_certfile": "EMAIL_SSL_CERTFILE",
     "ssl_keyfile": "EMAIL_SSL_KEYFILE",
 }
-_BOOLEANS: Final = frozenset({"use_tls", "use_ssl"})
-#: Django's EMAIL_PORT default, applied in compatibility mode whatever the TLS mode.
-_DJANGO_DEFAULT_PORT: Final = 25
+#: The SMTP options of Django's own SMTP backend, which this backend accepts too.
+SMTP_OPTIONS: Final = tuple(SETTING_FOR_OPTION)
+#: Django's defaults in compatibility mode: EMAIL_PORT is 25 whatever the TLS mode.
+_DJANGO_DEFAULTS: Final = {"port": 25}
 
 # Check ids, shared by the system checks and the exceptions' hints.
 E_TLS_AND_SSL: Final = "amsdal_mail.E001"
@@ -91,6 +87,7 @@ E_BAD_VALUE: Final = "amsdal_mail.E005"
 E_NO_HOST: Final = "amsdal_mail.E006"
 E_UNKNOWN_OPTION: Final = "amsdal_mail.E007"
 E_REFUSED: Final = "amsdal_mail.E008"
+W_KEYFILE_IGNORED: Final = "amsdal_mail.W002"
 
 _BOOLEAN_HINT: Final = (
     "Use True or False; an environment variable may also say true/false, 1/0, yes/no or on/off."
@@ -98,13 +95,17 @@ _BOOLEAN_HINT: Final = (
 _VALUE_HINTS: Final = {
     "use_tls": _BOOLEAN_HINT,
     "use_ssl": _BOOLEAN_HINT,
+    "allow_insecure_auth": _BOOLEAN_HINT,
     "port": "Use a whole number from 1 to 65535, such as 25, 465 (use_ssl) or 587 (use_tls).",
     "timeout": "Use a positive number of seconds, or None for no timeout.",
+    "max_retries": "Use a whole number >= 0.",
+    "retry_backoff": "Use a positive number of seconds.",
 }
-
+_STRING_HINT: Final = "Use a string without line breaks, or None."
 _ERROR_ID_FOR_OPTION: Final = {
     "use_tls": E_BAD_BOOLEAN,
     "use_ssl": E_BAD_BOOLEAN,
+    "allow_insecure_auth": E_BAD_BOOLEAN,
     "port": E_BAD_PORT,
 }
 
@@ -117,39 +118,58 @@ class Problem:
     message: str
     hint: str | None = None
 
+    @property
+    def is_error(self) -> bool:
+        """Return True for an error (``...E001``), False for a warning (``...W002``)."""
+        return ".E" in self.id
+
 
 @dataclass(frozen=True, slots=True)
 class MailerSettings:
     """Everything a Django backend instance needs to build its amsdal_mail backend.
 
-    ``smtp`` is None for backends other than SMTP. ``backend_options`` are
-    the keyword arguments for the amsdal_mail backend's constructor (the
-    password among them, so it is left out of the repr).
+    ``smtp`` holds the settings as configured (the credentials live there
+    only); it is None for backends other than SMTP.
     """
 
     alias: str | None
-    backend: str
     backend_class: type[BaseBackend]
     smtp: SMTPSettings | None = None
-    backend_options: dict[str, Any] = field(default_factory=dict, repr=False)
-    #: The username and password as configured. amsdal_mail gets them only
-    #: when both are set: Django logs in only then.
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
 
-    @property
-    def mailers_mode(self) -> bool:
-        """Return True when built from MAILERS (an ``alias`` was given)."""
-        return self.alias is not None
+    def backend_options(self) -> dict[str, Any]:
+        """Return the keyword arguments for the amsdal_mail backend's constructor.
+
+        Every SMTP setting is given, so the backend reads no environment
+        variable again. As Django's SMTP backend: the credentials only when
+        both a username and a password are set (it logs in only then), and
+        a key file only with its certificate.
+        """
+        if self.smtp is None:
+            return {}
+        options = self.smtp.as_options()
+        if not (self.smtp.username and self.smtp.password):
+            options["username"] = options["password"] = None
+        if not self.smtp.ssl_certfile:
+            options["ssl_keyfile"] = None
+        return options
+
+    def new_backend(self) -> BaseBackend:
+        """Return a new amsdal_mail backend (its own fail_silently off: Django's rules apply).
+
+        Raises:
+            ConfigurationError: amsdal_mail refuses the settings.
+        """
+        return self.backend_class(fail_silently=False, **self.backend_options())
 
 
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    """Where one option's value comes from: a value and a label for messages."""
+#: ``django.conf.settings`` as what it is at run time: django-stubs types the lazy
+#: object without ``is_overridden()`` and ``_wrapped``, which it passes on.
+_lazy_settings: Any = settings
 
-    value: Any
-    label: str
-    from_env: bool = False
+
+def is_overridden(name: str) -> bool:
+    """Return True if the project set the Django setting ``name``."""
+    return bool(_lazy_settings.is_overridden(name))
 
 
 def email_setting(name: str) -> Any:
@@ -160,15 +180,8 @@ def email_setting(name: str) -> Any:
     read from outside Django, and the project was already warned when it set
     them.
     """
-    settings.is_overridden(name)  # sets the settings up, if not done yet
-    return getattr(settings._wrapped, name)
-
-
-def _project_setting(name: str) -> tuple[bool, Any]:
-    """Return ``(set by the project, value)`` for a Django ``EMAIL_*`` setting."""
-    if not settings.is_overridden(name):
-        return False, None
-    return True, email_setting(name)
+    is_overridden(name)  # sets the settings up, if not done yet
+    return getattr(_lazy_settings._wrapped, name)
 
 
 def _explicit(name: str, value: Any, mailers_mode: bool) -> bool:
@@ -188,58 +201,38 @@ def _explicit(name: str, value: Any, mailers_mode: bool) -> bool:
     return True
 
 
-def _choose(
-    name: str,
-    explicit: Mapping[str, Any],
-    alias: str | None,
-    environ: Mapping[str, str],
-) -> _Choice | None:
-    """Return the value for ``name`` by precedence, or None to use the default."""
-    mailers_mode = alias is not None
-    value = explicit.get(name, UNSET)
-    if _explicit(name, value, mailers_mode):
-        if mailers_mode:
-            return _Choice(value, f"MAILERS[{alias!r}] OPTIONS[{name!r}]")
-        return _Choice(value, f"the {name!r} argument")
-    if not mailers_mode:
-        setting = SETTING_FOR_OPTION[name]
-        is_set, setting_value = _project_setting(setting)
-        # None set by the project means "not set", except EMAIL_TIMEOUT = None
-        # (no timeout), as Django's SMTP backend reads them.
-        if is_set and (setting_value is not None or name == "timeout"):
-            return _Choice(setting_value, f"settings.{setting}")
-    var = env_var(name)
-    raw = environ.get(var)
-    if raw is not None and (raw.strip() or name in _BOOLEANS):
-        return _Choice(raw, var, from_env=True)
-    return None
-
-
-def _check_value(name: str, choice: _Choice) -> Problem | None:
-    """Return the problem with one chosen value, or None if amsdal_mail accepts it."""
-    try:
-        if name in _BOOLEANS:
-            parse_bool(choice.value, choice.label)
-        else:
-            # ssl_keyfile is checked as the string it is; alone it would also
-            # trip the "keyfile without certfile" rule, checked later.
-            probe = "ssl_certfile" if name == "ssl_keyfile" else name
-            resolve_smtp_settings({probe: choice.value}, environ={})
-    except ConfigurationError as exc:
-        text = str(exc)
-        if not text.startswith(choice.label):
-            text = f"{choice.label}: {text}"
-        hint = _VALUE_HINTS.get(name, "Use a string without line breaks, or None.")
-        return Problem(_ERROR_ID_FOR_OPTION.get(name, E_BAD_VALUE), text, hint)
-    return None
+def _layers(explicit: Mapping[str, Any], alias: str | None) -> list[Layer]:
+    """Return the Django sources above the environment, highest first."""
+    given = {
+        name: explicit[name]
+        for name in SMTP_OPTIONS
+        if _explicit(name, explicit.get(name, UNSET), alias is not None)
+    }
+    if alias is not None:
+        return [Layer(given, {name: f"MAILERS[{alias!r}] OPTIONS[{name!r}]" for name in given})]
+    project: dict[str, Any] = {}
+    for option, setting in SETTING_FOR_OPTION.items():
+        if is_overridden(setting):
+            value = email_setting(setting)
+            # None set by the project means "not set", except EMAIL_TIMEOUT = None
+            # (no timeout), as Django's SMTP backend reads them.
+            if value is not None or option == "timeout":
+                project[option] = value
+    return [
+        Layer(given, {name: f"the {name!r} argument" for name in given}),
+        Layer(project, {name: f"settings.{SETTING_FOR_OPTION[name]}" for name in project}),
+    ]
 
 
 def _backend_name(
     explicit: Mapping[str, Any], alias: str | None, environ: Mapping[str, str]
 ) -> tuple[str, str]:
+    """Return the amsdal_mail backend name and where it came from."""
     value = explicit.get(BACKEND_OPTION, UNSET)
     if value is not UNSET and value is not None and value != "":
-        label = f"MAILERS[{alias!r}] OPTIONS['backend']" if alias is not None else "backend"
+        label = "the 'backend' argument"
+        if alias is not None:
+            label = f"MAILERS[{alias!r}] OPTIONS['backend']"
         return str(value).strip(), label
     env_value = environ.get(ENV_PREFIX + "BACKEND", "").strip()
     if env_value:
@@ -247,37 +240,16 @@ def _backend_name(
     return "smtp", "the default"
 
 
-def _load_backend(name: str, label: str) -> type[BaseBackend] | Problem:
-    """Return the amsdal_mail backend class for a short name or dotted path."""
+def _unknown_backend(reason: str) -> Problem:
     known = ", ".join(sorted(BACKENDS))
     hint = (
         f"Use one of the amsdal_mail backend names ({known}) or the dotted path "
         "of an amsdal_mail.BaseBackend subclass."
     )
-    path = BACKENDS.get(name, name)
-    if "." not in path:
-        return Problem(
-            E_UNKNOWN_BACKEND, f"Unknown amsdal_mail backend {name!r} (from {label}).", hint
-        )
-    try:
-        backend_class = import_string(path)
-    except ImportError as exc:
-        return Problem(
-            E_UNKNOWN_BACKEND,
-            f"Cannot load amsdal_mail backend {name!r} (from {label}): {exc}",
-            hint,
-        )
-    if not (isinstance(backend_class, type) and issubclass(backend_class, BaseBackend)):
-        return Problem(
-            E_UNKNOWN_BACKEND,
-            f"amsdal_mail backend {name!r} (from {label}) is not an amsdal_mail.BaseBackend "
-            "subclass.",
-            hint,
-        )
-    return backend_class
+    return Problem(E_UNKNOWN_BACKEND, f"{reason}.", hint)
 
 
-def _tls_conflict(alias: str | None, tls: _Choice, ssl: _Choice) -> Problem:
+def _tls_conflict(alias: str | None, sources: Mapping[str, str]) -> Problem:
     if alias is None:
         message = (
             "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set one of those "
@@ -289,24 +261,11 @@ def _tls_conflict(alias: str | None, tls: _Choice, ssl: _Choice) -> Problem:
             "Set at most one of them to True."
         )
     hint = (
-        f"use_tls is true from {tls.label} and use_ssl is true from {ssl.label}. "
-        "use_tls is STARTTLS (usually port 587), use_ssl implicit TLS (usually port 465)."
+        f"use_tls is true from {sources['use_tls']} and use_ssl is true from "
+        f"{sources['use_ssl']}. use_tls is STARTTLS (usually port 587), use_ssl implicit TLS "
+        "(usually port 465)."
     )
     return Problem(E_TLS_AND_SSL, message, hint)
-
-
-def _no_host(alias: str) -> Problem:
-    return Problem(
-        E_NO_HOST,
-        f"MAILERS[{alias!r}]: OPTIONS must define 'host'.",
-        f"Set OPTIONS['host'], or the {ENV_PREFIX}HOST environment variable.",
-    )
-
-
-def _login_value(choice: _Choice | None) -> str | None:
-    if choice is None or choice.value is None:
-        return None
-    return str(choice.value) or None
 
 
 def _refused(exc: ConfigurationError) -> Problem:
@@ -317,64 +276,64 @@ def _refused(exc: ConfigurationError) -> Problem:
     )
 
 
+def _problem(problem: SettingProblem, sources: Mapping[str, str], alias: str | None) -> Problem:
+    """Return the check message for one problem amsdal_mail found in the settings."""
+    if problem.options == ("use_tls", "use_ssl"):
+        return _tls_conflict(alias, sources)
+    (option, *others) = problem.options
+    if others:
+        return _refused(problem.error)
+    hint = _VALUE_HINTS.get(option, _STRING_HINT)
+    return Problem(_ERROR_ID_FOR_OPTION.get(option, E_BAD_VALUE), str(problem.error), hint)
+
+
+def _no_host(alias: str) -> Problem:
+    return Problem(
+        E_NO_HOST,
+        f"MAILERS[{alias!r}]: OPTIONS must define 'host'.",
+        f"Set OPTIONS['host'], or the {ENV_PREFIX}HOST environment variable.",
+    )
+
+
+def _keyfile_ignored(alias: str | None, sources: Mapping[str, str]) -> Problem:
+    if alias is None:
+        certfile = f"EMAIL_SSL_CERTFILE (or {ENV_PREFIX}SSL_CERTFILE)"
+    else:
+        certfile = f"MAILERS[{alias!r}] OPTIONS['ssl_certfile']"
+    return Problem(
+        W_KEYFILE_IGNORED,
+        f"The key file from {sources['ssl_keyfile']} is ignored without {certfile}.",
+        f"Set {certfile} to the client certificate that goes with the key, or remove the key file.",
+    )
+
+
 def _collect(
     explicit: Mapping[str, Any], alias: str | None
 ) -> tuple[MailerSettings | None, list[Problem]]:
-    """Run every resolution step; return the result (if no problem) and the problems."""
-    env = os.environ
-    name, label = _backend_name(explicit, alias, env)
-    loaded = _load_backend(name, label)
-    if isinstance(loaded, Problem):
-        return None, [loaded]
-    if not issubclass(loaded, SMTPBackend):
-        return MailerSettings(alias=alias, backend=name, backend_class=loaded), []
-
-    choices = {option: _choose(option, explicit, alias, env) for option in SMTP_OPTIONS}
-    problems = [
-        problem
-        for option, choice in choices.items()
-        if choice is not None and (problem := _check_value(option, choice)) is not None
-    ]
-    if problems:
-        return None, problems
-    tls, ssl = choices["use_tls"], choices["use_ssl"]
-    if (
-        tls is not None
-        and ssl is not None
-        and parse_bool(tls.value, tls.label)
-        and parse_bool(ssl.value, ssl.label)
-    ):
-        return None, [_tls_conflict(alias, tls, ssl)]
-    if alias is not None and choices["host"] is None:
-        return None, [_no_host(alias)]
-
-    options: dict[str, Any] = {
-        option: choice.value
-        for option, choice in choices.items()
-        if choice is not None and not choice.from_env
-    }
-    if alias is None and choices["port"] is None:
-        options["port"] = _DJANGO_DEFAULT_PORT
-    username, password = _login_value(choices["username"]), _login_value(choices["password"])
-    if not (username and password):
-        # Django logs in only when both a username and a password are set.
-        options["username"] = options["password"] = None
-    try:
-        smtp = resolve_smtp_settings(options)
-    except ConfigurationError as exc:
-        return None, [_refused(exc)]
-    return (
-        MailerSettings(
-            alias=alias,
-            backend=name,
-            backend_class=loaded,
-            smtp=smtp,
-            backend_options=options,
-            username=username,
-            password=password,
-        ),
-        [],
+    """Run every resolution step; return the result (None on an error) and the problems."""
+    environ = os.environ
+    name, label = _backend_name(explicit, alias, environ)
+    found = find_backend(name, label)
+    if isinstance(found, str):
+        return None, [_unknown_backend(found)]
+    if not issubclass(found, SMTPBackend):
+        return MailerSettings(alias, found), []
+    resolution = inspect_smtp_settings(
+        layers=_layers(explicit, alias),
+        environ=environ,
+        defaults=_DJANGO_DEFAULTS if alias is None else None,
+        keyfile_needs_certfile=False,  # Django accepts it and ignores it (W002)
     )
+    sources = resolution.sources
+    problems = [_problem(problem, sources, alias) for problem in resolution.problems]
+    if not problems and alias is not None and "host" not in sources:
+        problems = [_no_host(alias)]
+    if problems or resolution.settings is None:
+        return None, problems
+    smtp = resolution.settings
+    if smtp.ssl_keyfile and not smtp.ssl_certfile:
+        problems.append(_keyfile_ignored(alias, sources))
+    return MailerSettings(alias, found, smtp), problems
 
 
 def inspect_mailer(
@@ -389,20 +348,20 @@ def inspect_mailer(
     resolved, problems = _collect(explicit, alias)
     if resolved is not None:
         try:
-            resolved.backend_class(**resolved.backend_options)
+            resolved.new_backend()
         except ConfigurationError as exc:
             problems.append(_refused(exc))
     return resolved, problems
 
 
-def build_backend(mailer: MailerSettings, *, fail_silently: bool) -> BaseBackend:
+def build_backend(mailer: MailerSettings) -> BaseBackend:
     """Return a new amsdal_mail backend for ``mailer``.
 
     amsdal_mail's own configuration errors (such as sending a password over an
     unencrypted connection) become the exception Django raises for the mode.
     """
     try:
-        return mailer.backend_class(fail_silently=fail_silently, **mailer.backend_options)
+        return mailer.new_backend()
     except ConfigurationError as exc:
         raise _as_exception(_refused(exc), mailer.alias) from exc
 
@@ -441,6 +400,7 @@ def resolve_mailer(explicit: Mapping[str, Any], *, alias: str | None = None) -> 
     ``explicit`` holds the arguments or MAILERS ``OPTIONS`` (the SMTP option
     names and ``backend``; a value of :data:`amsdal_mail.config.UNSET` counts
     as absent). ``alias`` is the MAILERS alias, or None in compatibility mode.
+    Warnings (a key file without its certificate) are left to the checks.
 
     Raises:
         ValueError: ``use_tls`` and ``use_ssl`` both true (compatibility mode;
@@ -451,7 +411,7 @@ def resolve_mailer(explicit: Mapping[str, Any], *, alias: str | None = None) -> 
             compatibility mode.
     """
     resolved, problems = _collect(explicit, alias)
-    if problems:
-        raise _as_exception(problems[0], alias)
-    assert resolved is not None
+    errors = [problem for problem in problems if problem.is_error]
+    if errors or resolved is None:
+        raise _as_exception(errors[0], alias)
     return resolved

@@ -12,7 +12,7 @@ from django.core.management.base import SystemCheckError
 
 from amsdal_mail import ConfigurationError
 from amsdal_mail.api import BACKENDS
-from amsdal_mail.config import parse_bool, resolve_smtp_settings
+from amsdal_mail.config import Layer, resolve_smtp_settings
 from django_amsdal_mail.checks import check_mail_settings
 
 from .conftest import BACKEND
@@ -25,14 +25,12 @@ TIMEOUT_HINT = "Use a positive number of seconds, or None for no timeout."
 
 
 def _library_message(label: str, option: str, value: Any) -> str:
-    """Return amsdal_mail's own message for a bad value, prefixed as the check shows it."""
+    """Return amsdal_mail's own message for a bad value from a source named ``label``."""
     with pytest.raises(ConfigurationError) as excinfo:
-        if option in ("use_tls", "use_ssl"):
-            parse_bool(value, label)
-        else:
-            resolve_smtp_settings({option: value}, environ={})
+        resolve_smtp_settings(layers=[Layer({option: value}, {option: label})], environ={})
     text = str(excinfo.value)
-    return text if text.startswith(label) else f"{label}: {text}"
+    assert text.startswith(f"{label} must be ")  # the check names the setting first
+    return text
 
 
 @pytest.fixture
@@ -189,3 +187,40 @@ def test_manage_py_check_passes_with_good_settings(ours: Any) -> None:
     """``manage.py check`` is clean when the settings are usable."""
     ours.EMAIL_HOST = "mail.example.com"
     call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("source", "label"),
+    [("setting", "settings.EMAIL_SSL_KEYFILE"), ("env", "AMSDAL_EMAIL_SSL_KEYFILE")],
+)
+def test_a_keyfile_without_a_certificate_warns(
+    ours: Any, monkeypatch: pytest.MonkeyPatch, source: str, label: str
+) -> None:
+    """W002: a key file without its certificate is accepted (as Django does) but ignored."""
+    if source == "setting":
+        ours.EMAIL_SSL_KEYFILE = "/etc/mail/client.key"
+    else:
+        monkeypatch.setenv("AMSDAL_EMAIL_SSL_KEYFILE", "/etc/mail/client.key")
+    assert check_mail_settings() == [
+        checks.Warning(
+            f"The key file from {label} is ignored without EMAIL_SSL_CERTFILE "
+            "(or AMSDAL_EMAIL_SSL_CERTFILE).",
+            hint="Set EMAIL_SSL_CERTFILE (or AMSDAL_EMAIL_SSL_CERTFILE) to the client "
+            "certificate that goes with the key, or remove the key file.",
+            id="amsdal_mail.W002",
+        )
+    ]
+    ours.EMAIL_SSL_CERTFILE = "/etc/mail/client.pem"
+    assert check_mail_settings() == []
+
+
+def test_an_empty_boolean_variable_is_an_error(ours: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """E003: AMSDAL_EMAIL_USE_TLS= (empty) is reported, not read as false."""
+    monkeypatch.setenv("AMSDAL_EMAIL_USE_TLS", "")
+    assert check_mail_settings() == [
+        checks.Error(
+            "AMSDAL_EMAIL_USE_TLS is set but empty; give it a value or unset it",
+            hint=BOOLEAN_HINT,
+            id="amsdal_mail.E003",
+        )
+    ]

@@ -257,3 +257,24 @@ def test_checks_pass_for_good_mailers(settings: Any) -> None:
     """Usable MAILERS give no message."""
     _mailers(settings, default={"host": "mail.example.com", "use_tls": True})
     assert check_mail_settings() == []
+
+
+def test_a_keyfile_option_without_a_certificate_warns(settings: Any) -> None:
+    """W002 under MAILERS: OPTIONS ssl_keyfile alone is accepted, with a warning."""
+    _mailers(settings, default={"host": "mail.example.com", "ssl_keyfile": "client.key"})
+    assert mailers["default"].ssl_keyfile == "client.key"
+    assert check_mail_settings() == [
+        checks.Warning(
+            "The key file from MAILERS['default'] OPTIONS['ssl_keyfile'] is ignored without "
+            "MAILERS['default'] OPTIONS['ssl_certfile'].",
+            hint="Set MAILERS['default'] OPTIONS['ssl_certfile'] to the client certificate "
+            "that goes with the key, or remove the key file.",
+            id="amsdal_mail.W002",
+        )
+    ]
+
+
+def test_username_and_password_are_none_when_not_given(settings: Any) -> None:
+    """Under MAILERS, as Django's SMTP backend: no OPTIONS username / password is None."""
+    _mailers(settings, default={"host": "mail.example.com"})
+    assert (mailers["default"].username, mailers["default"].password) == (None, None)

@@ -51,7 +51,7 @@ ROWS = [
         "AMSDAL_EMAIL_USER",
         ("u-explicit", "u-setting", "u-env"),
         ("u-explicit", "u-setting", "u-env"),
-        None,
+        "",  # Django's EMAIL_HOST_USER default
     ),
     Row(
         "password",
@@ -59,7 +59,7 @@ ROWS = [
         "AMSDAL_EMAIL_PASSWORD",
         ("p-explicit", "p-setting", "p-env"),
         ("p-explicit", "p-setting", "p-env"),
-        None,
+        "",  # Django's EMAIL_HOST_PASSWORD default
     ),
     # A boolean has two values: each level is set to the opposite of the level
     # below it, so whichever wins shows.
