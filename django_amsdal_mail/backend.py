@@ -16,33 +16,20 @@ or, on Django 6.1+::
 
 from __future__ import annotations
 
-import smtplib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import django
 from django.core.mail import EmailMessage as DjangoEmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
-from django.utils.encoding import force_str
 
-from amsdal_mail import (
-    BaseBackend,
-    EmailMessage,
-    RecipientsRefusedError,
-    SendStatus,
-    ServerDisconnectedError,
-)
+from amsdal_mail import BaseBackend
 from amsdal_mail.config import UNSET
-from amsdal_mail.message import parse_address
-from amsdal_mail.status import FAILED, INVALID, UNKNOWN
 
-from .convert import convert_message
-from .exceptions import CancelSend
+from .flow import Open, Outcome, Request, Send, SendSignal, resume, send_flow
 from .settings import build_backend, resolve_mailer
-from .signals import post_send, pre_send
 
 if TYPE_CHECKING:
     from amsdal_mail.config import _Unset
@@ -52,15 +39,6 @@ __all__ = ["EmailBackend"]
 #: Django 6.1 builds backends from MAILERS with an ``alias``, and its
 #: BaseEmailBackend reports unknown options.
 _MAILERS: Final = django.VERSION >= (6, 1)
-
-
-@dataclass
-class _Batch:
-    """The connection state of one ``send_messages()`` call."""
-
-    started: bool = False
-    opened: bool = False
-    error: OSError | None = None
 
 
 class EmailBackend(BaseEmailBackend):
@@ -82,7 +60,8 @@ class EmailBackend(BaseEmailBackend):
     Each message goes through :data:`~django_amsdal_mail.signals.pre_send`,
     is converted by :func:`~django_amsdal_mail.convert.convert_message`,
     sent, and reported on :data:`~django_amsdal_mail.signals.post_send` and
-    as ``message.amsdal_status``.
+    as ``message.amsdal_status``; those steps are written once, in
+    :func:`django_amsdal_mail.flow.send_flow`, which both twins drive.
     """
 
     def __init__(
@@ -155,9 +134,8 @@ class EmailBackend(BaseEmailBackend):
         """
         try:
             return self.amsdal_backend.open()
-        except OSError:
-            if not self.fail_silently:
-                raise
+        except OSError as exc:
+            self._unless_silent(exc)
             return None
 
     def close(self) -> None:
@@ -168,10 +146,14 @@ class EmailBackend(BaseEmailBackend):
         """Async twin of :meth:`open`."""
         try:
             return await self.amsdal_backend.aopen()
-        except OSError:
-            if not self.fail_silently:
-                raise
+        except OSError as exc:
+            self._unless_silent(exc)
             return None
+
+    def _unless_silent(self, error: OSError) -> None:
+        """Raise ``error`` unless ``fail_silently`` is set."""
+        if not self.fail_silently:
+            raise error
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
@@ -216,20 +198,16 @@ class EmailBackend(BaseEmailBackend):
         Delivery errors are silenced with ``fail_silently``; ``post_send`` is
         sent for each message before any error about it propagates.
         """
-        if not email_messages:
-            return 0
         with self._lock:
-            batch = _Batch()
-            try:
-                sent = 0
-                for message in email_messages:
-                    outgoing = self._prepare(message)
-                    if outgoing is not None and self._deliver(message, outgoing, batch):
-                        sent += 1
-                return sent
-            finally:
-                if batch.opened:
-                    self.amsdal_backend.close()
+            flow = send_flow(email_messages, fail_silently=self.fail_silently)
+            step = resume(flow, Outcome())
+            while not isinstance(step, int):
+                try:
+                    outcome = Outcome(self._perform(step))
+                except BaseException as exc:  # handed to the flow, which decides
+                    outcome = Outcome(error=exc)
+                step = resume(flow, outcome)
+            return step
 
     async def asend_messages(self, email_messages: Sequence[DjangoEmailMessage]) -> int:
         """Async twin of :meth:`send_messages`, through amsdal_mail's async path.
@@ -237,193 +215,38 @@ class EmailBackend(BaseEmailBackend):
         Signals are sent with ``Signal.asend()``, so synchronous receivers run
         in a thread and may use the ORM.
         """
-        if not email_messages:
-            return 0
-        batch = _Batch()
-        try:
-            sent = 0
-            for message in email_messages:
-                outgoing = await self._aprepare(message)
-                if outgoing is not None and await self._adeliver(message, outgoing, batch):
-                    sent += 1
-            return sent
-        finally:
-            if batch.opened:
-                await self.amsdal_backend.aclose()
-
-    # --- the steps of one message ------------------------------------------------------
-    #
-    # pre_send -> convert -> (open) -> send -> post_send -> raise or count.
-    # The sync and async twins differ only in how they send signals and bytes.
-
-    def _prepare(self, message: DjangoEmailMessage) -> EmailMessage | None:
-        """Send ``pre_send`` and convert; return None for a message not to send."""
-        message.amsdal_status = None  # type: ignore[attr-defined]
-        if not message.recipients():
-            return None
-        try:
-            pre_send.send(sender=type(self), message=message, backend=self)
-        except CancelSend:
-            return None
-        if not message.recipients():  # a pre_send receiver removed them all
-            return None
-        try:
-            return convert_message(message)
-        except Exception as exc:  # reported on post_send, then raised as is
-            self._post_send(message, _invalid_status(message, exc))
-            raise
-
-    async def _aprepare(self, message: DjangoEmailMessage) -> EmailMessage | None:
-        """Async twin of :meth:`_prepare`."""
-        message.amsdal_status = None  # type: ignore[attr-defined]
-        if not message.recipients():
-            return None
-        try:
-            await pre_send.asend(sender=type(self), message=message, backend=self)
-        except CancelSend:
-            return None
-        except BaseExceptionGroup as group:
-            # Several async receivers failed at once: cancel only if all of them cancelled.
-            if group.subgroup(lambda exc: not isinstance(exc, CancelSend)) is not None:
-                raise
-            return None
-        if not message.recipients():
-            return None
-        try:
-            return convert_message(message)
-        except Exception as exc:
-            await self._apost_send(message, _invalid_status(message, exc))
-            raise
-
-    def _deliver(self, message: DjangoEmailMessage, outgoing: EmailMessage, batch: _Batch) -> bool:
-        """Send one converted message on the batch's connection; return True if sent."""
-        if not batch.started:
-            batch.started = True
+        flow = send_flow(email_messages, fail_silently=self.fail_silently)
+        step = resume(flow, Outcome())
+        while not isinstance(step, int):
             try:
-                batch.opened = self.amsdal_backend.open()
-            except OSError as exc:
-                batch.error = exc
-        if batch.error is None:
-            try:
-                self.amsdal_backend.send_messages([outgoing])
-            except OSError as exc:
-                batch.error = exc
-                return self._failed(message, outgoing, exc)
-            except ValueError as exc:
-                self._post_send(message, _invalid_status(message, exc))
-                raise
-            return self._outcome(message, outgoing)
-        return self._failed(message, outgoing, batch.error)
+                outcome = Outcome(await self._aperform(step))
+            except BaseException as exc:  # handed to the flow, which decides
+                outcome = Outcome(error=exc)
+            step = resume(flow, outcome)
+        return step
 
-    async def _adeliver(
-        self, message: DjangoEmailMessage, outgoing: EmailMessage, batch: _Batch
-    ) -> bool:
-        """Async twin of :meth:`_deliver`."""
-        if not batch.started:
-            batch.started = True
-            try:
-                batch.opened = await self.amsdal_backend.aopen()
-            except OSError as exc:
-                batch.error = exc
-        if batch.error is None:
-            try:
-                await self.amsdal_backend.asend_messages([outgoing])
-            except OSError as exc:
-                batch.error = exc
-                return await self._afailed(message, outgoing, exc)
-            except ValueError as exc:
-                await self._apost_send(message, _invalid_status(message, exc))
-                raise
-            return await self._aoutcome(message, outgoing)
-        return await self._afailed(message, outgoing, batch.error)
+    def _perform(self, request: Request) -> Any:
+        """Carry out one request of the flow with the sync calls; return the reply."""
+        backend = self.amsdal_backend
+        if isinstance(request, SendSignal):
+            return request.signal.send(sender=type(self), backend=self, **request.arguments)
+        if isinstance(request, Send):
+            if isinstance(backend, BaseBackend):
+                return backend.send_message(request.message)
+            return backend.send_messages([request.message])  # a duck-typed backend
+        if isinstance(request, Open):
+            return backend.open()
+        return backend.close()
 
-    def _failed(self, message: DjangoEmailMessage, outgoing: EmailMessage, error: OSError) -> bool:
-        """Report a message the connection failed for; raise unless fail_silently."""
-        self._post_send(message, _failed_status(outgoing, error))
-        if not self.fail_silently:
-            raise error
-        return False
-
-    async def _afailed(
-        self, message: DjangoEmailMessage, outgoing: EmailMessage, error: OSError
-    ) -> bool:
-        """Async twin of :meth:`_failed`."""
-        await self._apost_send(message, _failed_status(outgoing, error))
-        if not self.fail_silently:
-            raise error
-        return False
-
-    def _outcome(self, message: DjangoEmailMessage, outgoing: EmailMessage) -> bool:
-        """Report a message the server answered; raise Django's error if none was accepted."""
-        status = outgoing.status or SendStatus()
-        self._post_send(message, status)
-        return self._count_or_raise(outgoing, status)
-
-    async def _aoutcome(self, message: DjangoEmailMessage, outgoing: EmailMessage) -> bool:
-        """Async twin of :meth:`_outcome`."""
-        status = outgoing.status or SendStatus()
-        await self._apost_send(message, status)
-        return self._count_or_raise(outgoing, status)
-
-    def _count_or_raise(self, outgoing: EmailMessage, status: SendStatus) -> bool:
-        if status.get_successful_recipients():
-            return True  # partial refusal still counts as sent, as in Django
-        error = _refusal_error(outgoing, status)
-        if not self.fail_silently:
-            raise error
-        return False
-
-    def _post_send(self, message: DjangoEmailMessage, status: SendStatus) -> None:
-        message.amsdal_status = status  # type: ignore[attr-defined]
-        post_send.send(sender=type(self), message=message, status=status, backend=self)
-
-    async def _apost_send(self, message: DjangoEmailMessage, status: SendStatus) -> None:
-        message.amsdal_status = status  # type: ignore[attr-defined]
-        await post_send.asend(sender=type(self), message=message, status=status, backend=self)
-
-
-def _bare(address: str) -> str:
-    try:
-        return parse_address(address, allow_local=True).addr_spec
-    except ValueError:
-        return address
-
-
-def _invalid_status(message: DjangoEmailMessage, error: Exception) -> SendStatus:
-    addresses = [_bare(force_str(a)) for a in message.recipients()]
-    return SendStatus.uniform(addresses, INVALID, response=f"not sent: {error}")
-
-
-def _failed_status(outgoing: EmailMessage, error: OSError) -> SendStatus:
-    status = outgoing.status
-    if status is None or not status.recipients:
-        status = SendStatus.uniform(outgoing.recipients(), FAILED, response=f"not sent: {error}")
-        outgoing.status = status
-    return status
-
-
-def _refusal_error(outgoing: EmailMessage, status: SendStatus) -> OSError:
-    """Return the error Django's SMTP backend raises when no recipient was accepted."""
-    replies = list(status.recipients.values())
-    first = replies[0]
-    text = first.response or ""
-    if all(r.status == UNKNOWN for r in replies):
-        return ServerDisconnectedError(text)
-    if first.command == "MAIL":
-        sender = parse_address(outgoing.from_email or "", allow_local=True).envelope
-        return smtplib.SMTPSenderRefused(first.code or 0, text.encode(), sender)
-    if first.command == "DATA":
-        return smtplib.SMTPDataError(first.code or 0, text)
-    if first.code is None:
-        return smtplib.SMTPNotSupportedError(text)
-    if first.command is None:
-        # Refused before any command (the message exceeds the server's SIZE):
-        # smtplib would see the server refuse MAIL FROM.
-        sender = parse_address(outgoing.from_email or "", allow_local=True).envelope
-        return smtplib.SMTPSenderRefused(first.code, text.encode(), sender)
-    return RecipientsRefusedError(
-        {
-            address: (r.code or 0, (r.response or "").encode())
-            for address, r in status.recipients.items()
-        }
-    )
+    async def _aperform(self, request: Request) -> Any:
+        """Async twin of :meth:`_perform`."""
+        backend = self.amsdal_backend
+        if isinstance(request, SendSignal):
+            return await request.signal.asend(sender=type(self), backend=self, **request.arguments)
+        if isinstance(request, Send):
+            if isinstance(backend, BaseBackend):
+                return await backend.asend_message(request.message)
+            return await backend.asend_messages([request.message])  # a duck-typed backend
+        if isinstance(request, Open):
+            return await backend.aopen()
+        return await backend.aclose()

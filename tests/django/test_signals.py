@@ -189,6 +189,45 @@ async def test_async_receivers_are_awaited(server: RecordingServer, connect: Con
     assert posted == ["kept"]
 
 
+async def test_several_async_receivers_cancelling_together_cancel(
+    server: RecordingServer, connect: Connect
+) -> None:
+    """Two async receivers raising CancelSend at once (an exception group on Django 6) cancel."""
+
+    async def cancel(sender: type, message: EmailMessage, **kwargs: Any) -> None:
+        if message.subject == "cancel me":
+            raise CancelSend
+
+    async def cancel_too(sender: type, message: EmailMessage, **kwargs: Any) -> None:
+        await cancel(sender, message)
+
+    connect(pre_send, cancel)
+    connect(pre_send, cancel_too)
+    sent = await _backend(server).asend_messages([_message("cancel me"), _message("kept")])
+    assert sent == 1
+    assert [m.message["Subject"] for m in server.messages] == ["kept"]
+
+
+async def test_a_receiver_error_beside_a_cancel_propagates(
+    server: RecordingServer, connect: Connect
+) -> None:
+    """CancelSend from one async receiver and another error from a second: not a cancel."""
+
+    async def cancel(sender: type, message: EmailMessage, **kwargs: Any) -> None:
+        raise CancelSend
+
+    async def broken(sender: type, message: EmailMessage, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    # Django 6 raises both in a group; Django 5.2 (asyncio.gather) the first to
+    # fail, the first connected.
+    connect(pre_send, broken)
+    connect(pre_send, cancel)
+    with pytest.raises((RuntimeError, BaseExceptionGroup)):
+        await _backend(server).asend_messages([_message()])
+    assert server.messages == []
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_sync_receivers_may_use_the_orm_from_async_code(
     server: RecordingServer, connect: Connect
