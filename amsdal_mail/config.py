@@ -373,7 +373,9 @@ def inspect_smtp_settings(
         )
         return Resolution(None, {}, [SettingProblem(("ssl_context",), error)])
 
-    stack = (Layer(given), *layers, environment_layer(environ))
+    stack: tuple[Layer, ...] = (Layer(given), *layers)
+    if not SETTING_NAMES <= {name for layer in stack for name in layer.values}:
+        stack += (environment_layer(environ),)
     chosen: dict[str, tuple[Any, str]] = {}
     sources: dict[str, str] = {}
     for name in _PARSERS:

@@ -30,6 +30,7 @@ from amsdal_mail import (
     register_backend,
     send_mail,
 )
+from amsdal_mail.config import Layer, SMTPSettings, resolve_smtp_settings
 
 
 def build_message(pdf: bytes, logo: bytes) -> EmailMessage:
@@ -146,3 +147,36 @@ def use_custom_backend() -> None:
     status = get_connection("audit").send_messages([build_message(b"%PDF", b"\x89PNG")])
     report(status)
     asyncio.run(send_async([]))
+
+
+class DuckBackend:
+    """A backend with the backend methods, not derived from BaseBackend (duck typing)."""
+
+    def __init__(self, *, fail_silently: bool = False) -> None:
+        self.fail_silently = fail_silently
+
+    def open(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    async def aopen(self) -> bool:
+        return False
+
+    async def aclose(self) -> None:
+        pass
+
+    def send_messages(self, messages: Sequence[EmailMessage]) -> SendStatus:
+        return SendStatus()
+
+    async def asend_messages(self, messages: Sequence[EmailMessage]) -> SendStatus:
+        return SendStatus()
+
+
+def use_duck_backend_and_settings_layers() -> SMTPSettings:
+    """Register a duck-typed backend; resolve settings with a layer of the application's own."""
+    register_backend("duck", DuckBackend)
+    get_connection("duck").send_messages([])
+    ours = Layer({"host": "mail.example.com"}, {"host": "config.ini [mail] host"})
+    return resolve_smtp_settings({"timeout": 5}, layers=[ours], defaults={"port": 2525})
