@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-__all__ = ["post_send", "pre_send"]
+__all__ = ["outbox_finished", "post_send", "pre_send"]
 
 #: Sent before each message is converted and sent.
 #:
@@ -56,3 +56,23 @@ pre_send = Signal()
 #: ``backend``
 #:     The backend instance that sent it.
 post_send = Signal()
+
+#: Sent by the outbox worker (:mod:`django_amsdal_mail.outbox.worker`) when
+#: every recipient of an outbox message is final (``sent``, ``rejected``,
+#: ``invalid``, or ``failed`` / ``unknown`` for good).
+#:
+#: Arguments:
+#:
+#: ``sender``
+#:     The :class:`~django_amsdal_mail.outbox.models.OutboxMessage` class.
+#: ``outbox_message``
+#:     The outbox message, now ``done``.
+#: ``status``
+#:     A :class:`amsdal_mail.SendStatus` with every recipient's final status.
+#:
+#: In the worker, :data:`post_send` is also sent after each attempt, with
+#: ``sender`` the sending backend's class, ``message`` a Django message rebuilt
+#: from the stored fields (for reading), ``status`` that attempt's statuses
+#: (only the recipients it sent to), ``backend``, and two more arguments:
+#: ``outbox_message`` and ``attempt`` (the message's attempt number, from 1).
+outbox_finished = Signal()
