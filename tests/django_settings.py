@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_amsdal_mail",
+    "django_amsdal_mail.outbox",
     "mailroom",  # the example project's app (example_project/ is on pythonpath)
 ]
 MIDDLEWARE = [
