@@ -5,7 +5,7 @@ bcc, reply_to, extra headers, ``encoding``, lazy translation strings,
 ``content_subtype``, ``EmailMultiAlternatives`` alternatives, attachments
 given as tuples / ``EmailAttachment`` / ready-made MIME parts (``MIMEBase``,
 ``MIMEPart``), ``attach_file`` and, on Django 5.2, ``mixed_subtype``. The
-result is laid out as Django lays out its own (``mixed_subtype``), and bare
+result is laid out as Django lays out its own (``layout="django"``), and bare
 local names such as ``root`` are accepted, as Django accepts them.
 """
 
@@ -72,6 +72,7 @@ def convert_message(message: DjangoEmailMessage) -> EmailMessage:
         mixed_subtype=_mixed_subtype(message, bool(alternatives)),
         encoding=encoding,
         allow_local_addresses=True,
+        layout="django",
     )
 
 

@@ -47,8 +47,10 @@ def text_of(part: Any) -> str:
 
 
 def assert_wire_format(data: bytes) -> None:
-    """Every line ends with CRLF (no bare CR or LF) and is at most 998 octets."""
-    assert data.endswith(b"\r\n")
+    """Every line break is CRLF (no bare CR or LF) and every line is at most 998 octets.
+
+    The last line may end without one: a text body ends where its text ends.
+    """
     assert re.search(rb"(?<!\r)\n", data) is None, "bare LF"
     assert re.search(rb"\r(?!\n)", data) is None, "bare CR"
     longest = max(len(line) for line in data.split(b"\r\n"))
@@ -188,8 +190,8 @@ def test_raw_part_is_attached_as_is() -> None:
 
 @pytest.mark.parametrize("html", [None, "<p>HTML</p>\n"])
 @pytest.mark.parametrize("body", ["ends with a newline\n", "no newline at the end", "two\n\n"])
-def test_text_parts_keep_their_final_line_break(html: str | None, body: str) -> None:
-    """A body keeps its own line breaks inside a multipart; one without gets exactly one."""
+def test_text_parts_keep_exactly_their_line_breaks(html: str | None, body: str) -> None:
+    """A text part inside a multipart ends where its text ends: no line break is added."""
     message = make(
         body=body, html_body=html, attachments=[Attachment("notes.txt", body, "text/plain")]
     )
@@ -198,10 +200,18 @@ def test_text_parts_keep_their_final_line_break(html: str | None, body: str) -> 
 
     plain = parsed.get_body(("plain",))
     assert plain is not None
-    expected = body if body.endswith("\n") else body + "\n"
-    assert text_of(plain) == expected
+    assert text_of(plain) == body
     [attachment] = parsed.iter_attachments()
-    assert text_of(attachment) == expected
+    assert text_of(attachment) == body
+
+
+@pytest.mark.parametrize("body", ["Content", "Content\n", "", "a\r\nb"])
+def test_a_lone_text_body_is_sent_as_written(body: str) -> None:
+    """EmailMessage(body="Content") renders a body "Content", as Django's does, nothing added."""
+    data = render(make(body=body))
+
+    assert data.endswith(b"\r\n\r\n" + body.replace("\r\n", "\n").replace("\n", "\r\n").encode())
+    assert parse(data).get_payload() == body.replace("\r\n", "\n").replace("\n", "\r\n")
 
 
 # -- headers -----------------------------------------------------------------------------------
@@ -367,12 +377,14 @@ def test_crlf_everywhere_and_no_long_lines() -> None:
     assert_wire_format(render(everything_message()))
 
 
-def test_chunks_each_end_with_crlf() -> None:
-    """render_chunks gives CRLF-terminated chunks that join to a whole message."""
+def test_chunks_join_to_the_message_and_split_no_crlf() -> None:
+    """render_chunks gives chunks that join to a whole message, never splitting a CRLF."""
     chunks = render_chunks(everything_message(), message_id="<fixed@example.com>", date="fixed")
 
     assert len(chunks) > 1
-    assert all(chunk.endswith(b"\r\n") for chunk in chunks)
+    assert not any(chunk.endswith(b"\r") for chunk in chunks)
+    assert not any(chunk.startswith(b"\n") for chunk in chunks)
+    assert_wire_format(b"".join(chunks))
     parsed = parse(b"".join(chunks))
     assert (parsed["Message-ID"], parsed["Date"]) == ("<fixed@example.com>", "fixed")
 
@@ -409,7 +421,7 @@ def test_long_values_are_folded_and_decode_back(kwargs: dict[str, Any]) -> None:
     if "subject" in kwargs:
         assert parsed["Subject"] == kwargs["subject"]
     if "body" in kwargs:
-        assert text_of(parsed) == kwargs["body"].rstrip("\n") + "\n"
+        assert text_of(parsed) == kwargs["body"]
     if "headers" in kwargs:
         assert parsed["X-Long"] == kwargs["headers"]["X-Long"]
 
@@ -435,10 +447,7 @@ def test_generated_subjects_and_bodies_round_trip(subject: str, body: str) -> No
     assert_wire_format(data)
     parsed = parse(data)
     assert parsed["Subject"] == subject
-    expected = re.sub(r"\r\n|\r", "\n", body.replace("\0", ""))
-    if not expected.endswith("\n"):
-        expected += "\n"
-    assert text_of(parsed) == expected
+    assert text_of(parsed) == re.sub(r"\r\n|\r", "\n", body.replace("\0", ""))
 
 
 @settings(max_examples=150, deadline=None)
