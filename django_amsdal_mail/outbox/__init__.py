@@ -48,7 +48,7 @@ def enqueue(
         django.core.exceptions.ImproperlyConfigured: bad outbox settings, or
             an engine this version does not provide.
     """
-    from .enqueue import enqueue_messages
+    from .store import enqueue_messages
 
     return enqueue_messages(messages, mailer=mailer, priority=priority, run_after=run_after)
 
