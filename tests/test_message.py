@@ -73,6 +73,91 @@ def test_invalid_address_is_refused_naming_the_field(field: str, address: str) -
     if isinstance(error, InvalidAddressError):
         assert error.address == address
         assert repr(address) in str(error)
+        # Django's words, which code written for Django matches on.
+        assert str(error).startswith(f"Invalid address in {field}: ")
+
+
+def test_invalid_address_text_has_djangos_words_and_the_reason() -> None:
+    """The text says "Invalid address" as Django's ValueError does, then the field and why."""
+    with pytest.raises(InvalidAddressError) as excinfo:
+        make(to=["x@"])
+
+    assert str(excinfo.value) == "Invalid address in to: 'x@' (the domain after '@' is missing)"
+
+
+def test_an_address_that_is_not_a_str_is_an_invalid_address() -> None:
+    """A non-str address is refused with the same words."""
+    with pytest.raises(InvalidAddressError, match="^Invalid address in cc: 42 "):
+        make(cc=[42])
+
+
+QUOTED_LOCAL_PARTS = [
+    '"john..doe"@example.com',
+    '"john doe"@example.com',
+    '".leading.and.trailing."@example.com',
+    '"with \\"escaped\\" quote"@example.com',
+    '"back\\\\slash"@example.com',
+    '"<angle>,;:@specials"@example.com',
+    '""@example.com',
+    '"' + "x" * 62 + '"@example.com',  # 64 octets as written: the limit
+]
+
+
+@pytest.mark.parametrize("written", QUOTED_LOCAL_PARTS)
+def test_a_quoted_local_part_is_kept_exactly_as_written(written: str) -> None:
+    """A valid RFC 5321 quoted string is accepted and used as written, quotes and escapes too."""
+    address = parse_address(written)
+
+    assert address.addr_spec == written
+    assert address.envelope == written
+    assert not address.needs_smtputf8
+    assert make(to=[written]).recipients() == [written]
+
+
+def test_a_quoted_local_part_keeps_its_form_inside_angle_brackets() -> None:
+    """'Name <"a<b"@example.com>': the quoted '<' is part of the address, not its start."""
+    address = parse_address('"Doe, John" <"john <doe>"@example.com>')
+
+    assert (address.display_name, address.local_part) == ("Doe, John", '"john <doe>"')
+    assert address.envelope == '"john <doe>"@example.com'
+
+
+def test_a_non_ascii_quoted_local_part_needs_smtputf8() -> None:
+    """Non-ASCII in a quoted local part needs SMTPUTF8, like any non-ASCII local part."""
+    address = parse_address('"jöhn doe"@bücher.example')
+
+    assert address.needs_smtputf8
+    assert address.envelope == '"jöhn doe"@xn--bcher-kva.example'
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("john..doe@example.com", "misplaced '.'"),
+        ('"unterminated@example.com', "malformed quoted local part"),
+        ('"a"b@example.com', "characters after the quoted local part"),
+        ('"a"@b@example.com', "more than one '@'"),
+        ('"tab\there"@example.com', "malformed quoted local part"),
+        ('"bad \\\x01 escape"@example.com', "malformed quoted local part"),
+        ('"quoted"', "no '@'"),
+        ('"quoted"@', "the domain after '@' is missing"),
+        ('"quoted"@exa mple.com', "special characters in the domain"),
+        ('"' + "x" * 63 + '"@example.com', "longer than 64 octets"),
+    ],
+)
+def test_malformed_quoted_local_parts_are_refused(written: str, why: str) -> None:
+    """Unbalanced quotes, controls, text after the quote, and 65+ octets are refused."""
+    with pytest.raises(InvalidAddressError, match="Invalid address") as excinfo:
+        parse_address(written, field="to")
+
+    assert why in str(excinfo.value)
+
+
+@pytest.mark.parametrize("brk", ["\r\n", "\n", "\r", "\0"], ids=["crlf", "lf", "cr", "nul"])
+def test_line_breaks_in_a_quoted_local_part_are_refused(brk: str) -> None:
+    """CR, LF and NUL stay refused inside quotes, where they would end an SMTP command."""
+    with pytest.raises(InvalidAddressError, match="line break or NUL"):
+        make(to=[f'"john{brk}RCPT TO:<x@evil.example>"@example.com'])
 
 
 def test_bare_local_name_needs_allow_local_addresses() -> None:
@@ -208,6 +293,30 @@ def test_line_breaks_in_attachment_headers_are_refused(
 
     assert excinfo.value.field == field
     assert field in str(excinfo.value)
+
+
+def test_validate_reads_the_fields_each_time() -> None:
+    """validate() checks afresh: a list changed in place gives a new result or an error."""
+    message = make()
+    message.to.append("second@example.com")
+
+    assert [a.addr_spec for a in message.validate().recipients] == [
+        "rcpt@example.com",
+        "second@example.com",
+    ]
+    message.to[0] = "broken@"
+    with pytest.raises(InvalidAddressError, match="broken@"):
+        message.validate()
+    message.to[0] = "fixed@example.com"
+    assert message.recipients() == ["fixed@example.com", "second@example.com"]
+
+
+def test_an_unknown_layout_is_refused() -> None:
+    """layout is 'standard' or 'django'; anything else names the field."""
+    with pytest.raises(InvalidMessageError, match="layout") as excinfo:
+        make(layout="fancy")
+
+    assert excinfo.value.field == "layout"
 
 
 def test_changes_after_construction_are_validated_again() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import re
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from amsdal_mail import Alternative, Attachment, EmailMessage, RawPart
 from amsdal_mail.mime import render, render_chunks
+from amsdal_mail.mime.headers import encoded_words
 
 FROM = "sender@example.com"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3
@@ -471,3 +473,245 @@ def test_generated_attachments_and_names_round_trip(
     [attachment] = parsed.iter_attachments()
     assert attachment.get_filename() == filename
     assert attachment.get_payload(decode=True) == content
+
+
+# -- encoded-words -------------------------------------------------------------------------------
+
+_Q_TEXT_WORD = re.compile(r"=\?utf-8\?q\?((?:[!-<>@-^`-~_]|=[0-9A-F]{2})*)\?=")
+_Q_PHRASE_WORD = re.compile(r"=\?utf-8\?q\?((?:[A-Za-z0-9!*+\-/_]|=[0-9A-F]{2})*)\?=")
+_B_WORD = re.compile(r"=\?utf-8\?b\?([A-Za-z0-9+/]*={0,2})\?=")
+
+
+def raw_header(data: bytes, name: str) -> str:
+    """Return header ``name`` as written (folded lines joined with CRLF)."""
+    found = re.search(rb"(?:^|\r\n)" + name.encode() + rb": ?(.*?)\r\n(?![ \t])", data, re.S)
+    assert found is not None, name
+    return found.group(1).decode("ascii")
+
+
+def test_subject_is_q_encoded_when_that_is_shorter() -> None:
+    """The readable Q form is written when it is not longer than B, as Django and the stdlib do."""
+    data = render(make(subject="Chère maman"))
+
+    assert raw_header(data, "Subject") == "=?utf-8?q?Ch=C3=A8re_maman?="
+    assert raw_header(render(make(subject="日本語")), "Subject") == "=?utf-8?b?5pel5pys6Kqe?="
+
+
+def test_display_name_is_encoded_with_the_shorter_form() -> None:
+    """A display name gets Q or B, whichever is shorter; both decode back."""
+    data = render(make(to=["Françoise Dupont <f@example.com>", "山田太郎 <t@example.com>"]))
+
+    assert raw_header(data, "To") == (
+        "=?utf-8?q?Fran=C3=A7oise_Dupont?= <f@example.com>,\r\n =?utf-8?b?5bGx55Sw5aSq6YOO?= "
+        "<t@example.com>"
+    )
+    names = [a.display_name for a in parse(data)["To"].addresses]
+    assert names == ["Françoise Dupont", "山田太郎"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_encoded_words_are_short_whole_and_use_only_allowed_q_characters(text: str) -> None:
+    """Each word is at most 75 characters, holds whole characters, is the shorter form,
+    and its Q text uses only what RFC 2047 5(1) (text) or 5(3) (phrases) allows."""
+    for phrase, q_word in ((False, _Q_TEXT_WORD), (True, _Q_PHRASE_WORD)):
+        words = encoded_words(text, phrase=phrase)
+        decoded = []
+        for word in words:
+            assert len(word) <= 75
+            q, b = q_word.fullmatch(word), _B_WORD.fullmatch(word)
+            assert (q is None) != (b is None), word
+            [(data, charset)] = decode_header(word)
+            assert charset == "utf-8"
+            piece = data.decode("utf-8")  # a split character would not decode
+            other = len(base64.b64encode(data)) if q else len(_q_length(data, phrase))
+            assert len(word) - 12 <= other, "the longer form was chosen"
+            decoded.append(piece)
+        assert "".join(decoded) == text
+
+
+def _q_length(data: bytes, phrase: bool) -> str:
+    """Return the Q text of ``data`` (its length is what matters here)."""
+    literal = re.compile(rb"[A-Za-z0-9!*+\-/]" if phrase else rb"[!-<>@-^`-~]")
+    return "".join(
+        "_" if b == 0x20 else chr(b) if literal.fullmatch(bytes([b])) else f"={b:02X}" for b in data
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Überlange Betreffzeile mit Umlauten äöü " * 4,
+        "日本語の件名です" * 10,
+        "é" + "x" * 200,
+        "Grüße",
+        "x" * 60 + "ü",
+    ],
+)
+@pytest.mark.parametrize("name", ["Subject", "X-A-Rather-Long-Custom-Header", "To"])
+def test_encoded_headers_fold_within_78_characters(name: str, value: str) -> None:
+    """Every line of an encoded header, the first one with its name, is at most 78 characters."""
+    if name == "To":
+        data = render(make(to=[f"{value.strip()} <to@example.com>"]))
+    else:
+        data = render(make(subject=value) if name == "Subject" else make(headers={name: value}))
+
+    raw = raw_header(data, name)
+    lines = f"{name}: {raw}".split("\r\n")
+    assert max(len(line) for line in lines) <= 78, lines
+    if name == "To":
+        # Decoded directly: Python's address parser keeps the space between words.
+        phrase = raw.replace("\r\n", "").rsplit(" <", 1)[0]
+        assert str(make_header(decode_header(phrase))) == value.strip()
+    else:
+        assert parse(data)[name] == value
+
+
+# -- transfer encodings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "cte"),
+    [
+        ("plain ASCII\n", "utf-8", "7bit"),
+        ("Grüße aus Köln ☕\n", "utf-8", "8bit"),
+        ("ü" * 499 + "\n", "utf-8", "8bit"),  # 998 octets: still within the line limit
+        ("ü" * 500 + "\n", "utf-8", "quoted-printable"),
+        ("x" * 999, "utf-8", "quoted-printable"),
+        ("Déjà vu\n", "iso-8859-1", "quoted-printable"),
+        ("ASCII in Latin-1\n", "iso-8859-1", "7bit"),
+    ],
+)
+def test_text_parts_go_8bit_as_django_sends_them(body: str, encoding: str, cte: str) -> None:
+    """UTF-8 text with lines of at most 998 octets is 8bit; longer lines or other charsets QP."""
+    message = make(body=body, encoding=encoding, attachments=[Attachment("a.txt", body)])
+
+    data = render(message)
+
+    parsed = parse(data)
+    plain = parsed.get_body(("plain",))
+    [attachment] = parsed.iter_attachments()
+    for part in (plain, attachment):
+        assert part is not None
+        assert part["Content-Transfer-Encoding"] == cte
+        assert part.get_content_charset() == encoding
+        assert text_of(part) == body
+    if cte == "8bit":
+        assert body.encode().rstrip(b"\n") in data
+    assert_wire_format(data)
+
+
+# -- layouts and multipart/related ----------------------------------------------------------------
+
+LOGO = Attachment("logo.png", PNG, content_id="logo@example")
+REPORT = Attachment("report.pdf", b"%PDF-1.4", "application/pdf")
+HTML_WITH_LOGO = '<p><img src="cid:logo@example"></p>'
+
+
+def tree(part: Any) -> Any:
+    """Return the MIME tree of a parsed message as nested (type, [children]) or type."""
+    if part.is_multipart():
+        return (part.get_content_type(), [tree(p) for p in part.iter_parts()])
+    return part.get_content_type()
+
+
+def test_related_names_the_type_of_its_root() -> None:
+    """multipart/related carries type= with the root part's type (RFC 2387)."""
+    with_text = parse(render(make(html_body=HTML_WITH_LOGO, attachments=[LOGO])))
+    html_only = parse(render(make(body=HTML_WITH_LOGO, content_subtype="html", attachments=[LOGO])))
+
+    assert with_text.get_content_type() == "multipart/related"
+    assert with_text.get_param("type") == "multipart/alternative"
+    assert html_only.get_param("type") == "text/html"
+    assert tree(html_only) == ("multipart/related", ["text/html", "image/png"])
+
+
+def test_mixed_subtype_alone_keeps_the_standard_layout() -> None:
+    """mixed_subtype names the attachments' multipart only; the layout is a separate choice."""
+    message = make(body="", mixed_subtype="mixed", attachments=[REPORT])
+
+    parsed = parse(render(message))
+
+    # The standard layout keeps an empty body; Django's leaves it out.
+    assert tree(parsed) == ("multipart/mixed", ["text/plain", "application/pdf"])
+    message.layout = "django"
+    assert tree(parse(render(message))) == ("multipart/mixed", ["application/pdf"])
+
+
+@pytest.mark.parametrize("layout", ["standard", "django"])
+def test_a_part_the_html_references_goes_into_related_with_it(layout: str) -> None:
+    """In both layouts a cid: reference puts the part in multipart/related with the HTML."""
+    message = make(
+        body="Text",
+        html_body=HTML_WITH_LOGO,
+        attachments=[REPORT, LOGO],
+        layout=layout,
+    )
+
+    parsed = parse(render(message))
+
+    assert tree(parsed) == (
+        "multipart/mixed",
+        [
+            (
+                "multipart/related",
+                [("multipart/alternative", ["text/plain", "text/html"]), "image/png"],
+            ),
+            "application/pdf",
+        ],
+    )
+    [related, _] = parsed.iter_parts()
+    assert related.get_param("type") == "multipart/alternative"
+
+
+def test_the_django_layout_moves_only_referenced_parts() -> None:
+    """In Django's layout a Content-ID nobody references stays an attachment, in order."""
+    unused = Attachment("unused.png", PNG, content_id="unused@example")
+    message = make(html_body=HTML_WITH_LOGO, attachments=[unused, LOGO], layout="django")
+
+    parsed = parse(render(message))
+
+    assert tree(parsed) == (
+        "multipart/mixed",
+        [
+            (
+                "multipart/related",
+                [("multipart/alternative", ["text/plain", "text/html"]), "image/png"],
+            ),
+            "image/png",
+        ],
+    )
+    assert [p["Content-ID"] for p in parsed.walk() if p.get_content_type() == "image/png"] == [
+        "<logo@example>",
+        "<unused@example>",
+    ]
+
+
+@pytest.mark.parametrize("layout", ["standard", "django"])
+def test_a_raw_part_with_a_referenced_content_id_goes_into_related(layout: str) -> None:
+    """A ready-made part's own Content-ID header counts, even folded: it joins the HTML."""
+    raw = RawPart(
+        b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-ID:\r\n <logo@example>\r\nContent-Disposition: inline\r\n\r\niVBORw0KGgo=\r\n"
+    )
+    message = make(html_body=HTML_WITH_LOGO, attachments=[raw], layout=layout)
+
+    parsed = parse(render(message))
+
+    assert raw.content_id == "logo@example"
+    assert tree(parsed) == (
+        "multipart/related",
+        [("multipart/alternative", ["text/plain", "text/html"]), "image/png"],
+    )
+
+
+def test_a_raw_part_nobody_references_stays_an_attachment() -> None:
+    """Without a cid: reference a raw part with a Content-ID is attached as before."""
+    raw = RawPart(b"Content-Type: image/png\r\nContent-ID: <other@example>\r\n\r\nx")
+
+    parsed = parse(render(make(html_body=HTML_WITH_LOGO, attachments=[raw])))
+
+    assert tree(parsed) == (
+        "multipart/mixed",
+        [("multipart/alternative", ["text/plain", "text/html"]), "image/png"],
+    )

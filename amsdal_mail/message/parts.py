@@ -15,7 +15,7 @@ _FORBIDDEN = re.compile(r"[\r\n\0]")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _MIMETYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
 # The Content-ID header of a raw part's header section (folded lines joined).
-_RAW_CONTENT_ID = re.compile(rb"(?im)^content-id:[ \t]*<?([^\s<>]+)>?[ \t]*$")
+_RAW_CONTENT_ID = re.compile(rb"(?im)^content-id:[ \t]*<?([^\s<>]+)>?[ \t]*\r?$")
 
 
 def normalize_line_endings(data: bytes) -> bytes:
