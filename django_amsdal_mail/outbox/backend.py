@@ -47,10 +47,13 @@ class OutboxBackend(BaseEmailBackend):
         alias: str | None = None,
         **kwargs: Any,
     ) -> None:
+        # Django 6.1's base class takes the alias (and reports unknown options);
+        # fail_silently is kept here, as django_amsdal_mail's EmailBackend keeps it.
         if django.VERSION >= (6, 1):
-            super().__init__(fail_silently=fail_silently, alias=alias, **kwargs)
+            super().__init__(alias=alias, **kwargs)
         else:
-            super().__init__(fail_silently=fail_silently, **kwargs)
+            super().__init__(**kwargs)
+        self.fail_silently = fail_silently
         self.mailer = mailer
         self.priority = priority
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 
 from amsdal_mail import EmailMessage as AmsdalMessage
@@ -280,3 +281,13 @@ def test_an_outcome_from_a_worker_that_lost_its_claim_is_dropped(
     assert len(server.messages) == 1
     assert (row.state, row.claimed_by) == ("sending", "other")
     assert set(row.recipients.values_list("status", "attempt_token")) == {("queued", "other")}
+
+
+def test_a_mailer_alias_needs_mailers(outbox: Any, settings: Any) -> None:
+    """Without MAILERS only the 'default' mailer (the EMAIL_* settings) exists."""
+    if hasattr(settings, "MAILERS"):
+        del settings.MAILERS
+    outbox("127.0.0.1", free_port(), MAILER="bulk")
+    row = _enqueue()
+    with pytest.raises(ImproperlyConfigured, match="MAILER 'bulk' needs MAILERS"):
+        deliver(row.pk, now=T0)
