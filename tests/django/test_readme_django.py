@@ -68,3 +68,16 @@ def test_async_example_sends(configured: Any, server: RecordingServer) -> None:
     exec(_block("asend_mail"), namespace)  # noqa: S102 - our own documentation
     asyncio.run(namespace["view"](None))
     assert [m.rcpt_tos for m in server.messages] == [["to@example.com"]]
+
+
+def test_every_system_check_is_listed() -> None:
+    """The README's list of system checks names every check id the app defines."""
+    import django_amsdal_mail
+
+    # The app's own modules (its sub-apps have checks of their own).
+    modules = Path(django_amsdal_mail.__file__).parent.glob("*.py")
+    source = "".join(module.read_text(encoding="utf-8") for module in modules)
+    ids = set(re.findall(r'"amsdal_mail\.([EW]\d{3})"', source))
+    assert {"E001", "W001", "W002"} <= ids
+    listed = SECTION.split("**System checks**", 1)[1].split("\n\n", 1)[0]
+    assert ids <= set(re.findall(r"\b([EW]\d{3})\b", listed))
