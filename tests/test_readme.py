@@ -33,7 +33,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from amsdal_mail import ConfigurationError, EmailMessage, get_connection
+from amsdal_mail import ConfigurationError, EmailMessage, InvalidAddressError, get_connection
 from amsdal_mail import config as config_module
 from amsdal_mail.backends.base import BaseBackend
 from amsdal_mail.backends.smtp import SMTPBackend
@@ -135,6 +135,11 @@ def test_readme_example_runs(
     for received in readme_server.messages[before:]:
         assert received.auth_user == "you@gmail.com"
         assert received.tls
+    for filename in re.findall(r"Path\('([\w.-]+)'\)\.read_bytes\(\)", source):
+        # The file the example reads arrives byte for byte, under its name.
+        (received,) = readme_server.messages[before:]
+        parts = {part.get_filename(): part for part in received.message.iter_attachments()}
+        assert parts[filename].get_content() == Path(filename).read_bytes()
 
 
 def test_per_connection_ca_is_needed(
@@ -367,6 +372,16 @@ def test_password_over_plain_text_is_the_error_quoted(clean_environ: pytest.Monk
     with pytest.raises(ConfigurationError) as info:
         get_connection("smtp", host="smtp.example.com", port=25, username="you", password="pw")
     assert f"ConfigurationError: {info.value}".startswith(quoted)
+
+
+def test_address_texts_of_the_guarantees() -> None:
+    """The invalid-address text the README quotes is the library's; a quoted local part is kept."""
+    quoted = _quote(_section("Guarantees"), "Invalid address in to:")
+    with pytest.raises(InvalidAddressError) as info:
+        EmailMessage("Hi", "Body", "you@example.com", ["a@"])
+    assert str(info.value) == quoted
+    message = EmailMessage("Hi", "Body", "you@example.com", ['"john..doe"@example.com'])
+    assert message.to == ['"john..doe"@example.com']
 
 
 # -- the shell commands -----------------------------------------------------------------
