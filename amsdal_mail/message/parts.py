@@ -53,8 +53,8 @@ def _guess_mimetype(filename: str | None) -> str:
 class Attachment:
     """A file attached to a message.
 
-    ``content`` is bytes (sent byte for byte) or str (sent in the message's
-    charset). ``mimetype`` is guessed from ``filename`` when omitted.
+    ``content`` is bytes (sent byte for byte) or str (a ``text/*`` one in the
+    message's charset, any other as UTF-8). ``mimetype`` is guessed from ``filename`` when omitted.
     ``content_id`` makes it an inline part, referenced as ``cid:<content_id>``
     from the HTML body and placed with it in a multipart/related part.
     """
