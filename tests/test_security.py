@@ -224,7 +224,8 @@ async def test_encoded_words_in_user_input_stay_literal_text(
         "a..b@example.com",
         ".a@example.com",
         "a@-b.example",
-        '"quoted"@example.com',
+        # A quoted local part is valid (RFC 5321) and sent as written; an unclosed one is not.
+        '"unclosed@example.com',
         "a@example.com, b@example.com",
         "<a@example.com",
         "a@exa mple.com",

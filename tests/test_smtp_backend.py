@@ -179,7 +179,7 @@ async def test_send_mail_takes_one_recipient_string_and_message_kwargs(
     assert received.message["Subject"] == "Subject line"
     assert received.message["X-Via"] == "send_mail"
     html = received.message.get_body(("html",))
-    assert html is not None and text_of(html) == "<p>HTML body</p>\n"
+    assert html is not None and text_of(html) == "<p>HTML body</p>"  # no line break added
     assert status.get_successful_recipients() == ["only@example.com", "copy@example.com"]
 
 
