@@ -21,8 +21,9 @@ FINAL_ALWAYS: Final = frozenset({"sent", "rejected", "invalid"})
 class OutboxMessage(models.Model):
     """One message waiting, being sent, or done.
 
-    ``payload`` is the stored form of the message (see
-    :mod:`django_amsdal_mail.outbox.storage`), with its ``Message-ID`` and
+    ``payload`` is the stored form of the message, JSON text (see
+    :mod:`django_amsdal_mail.outbox.storage`; text rather than a JSON column:
+    kept exactly, any NUL included, on every database), with its ``Message-ID`` and
     ``Date`` fixed at enqueue so that every attempt sends the same message;
     ``message_id`` is that Message-ID. ``next_attempt_at`` is when the next
     recipient is due (None once the message is done or cancelled).
@@ -39,7 +40,7 @@ class OutboxMessage(models.Model):
         CANCELLED = "cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    payload = models.JSONField()
+    payload = models.TextField()
     mailer = models.CharField(max_length=200, default="default")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     priority = models.IntegerField(default=0)
@@ -79,7 +80,8 @@ class OutboxRecipient(models.Model):
     ``attempt_token`` is set, durably, just before an attempt hands the
     message over and cleared when its outcome is recorded: a worker that
     died in between leaves it set, and that recipient becomes ``unknown``.
-    ``delivery`` holds the last delivery-tracking event (filled by tracking).
+    ``delivery`` holds the last delivery-tracking event as JSON text (filled by
+    delivery tracking; empty until then).
     """
 
     class Status(models.TextChoices):
@@ -106,7 +108,7 @@ class OutboxRecipient(models.Model):
     unknowns = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     attempt_token = models.CharField(max_length=200, blank=True, default="")
-    delivery = models.JSONField(null=True, blank=True)
+    delivery = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -3,19 +3,25 @@
 :func:`dump` and :func:`load` round-trip every field exactly: bytes (binary
 attachments, binary alternatives, :class:`~amsdal_mail.RawPart` data) are
 base64, text stays text, header order and spelling are kept (a list of
-pairs, as ``jsonb`` reorders object keys). The ``"v"`` key versions the form.
+pairs, so no JSON reader may reorder them). The ``"v"`` key versions the form.
 
 :func:`for_attempt` builds what one attempt sends: the same message with the
 original ``To`` and ``Cc`` given as header overrides (the renderer lets a
 custom ``To``/``Cc`` header replace its own) and only the recipients still
 due as its envelope (all in ``bcc``, which never appears in the headers), so
-every attempt sends identical headers and RCPT goes only to those recipients.
+every attempt sends the same headers and RCPT goes only to those recipients.
+Two limits, both of the renderer: MIME boundaries are drawn afresh for every
+rendering (so a multipart message's boundary strings differ between
+attempts), and a display name that itself begins and ends with a double
+quote loses those quotes in the override (the renderer's header parser
+strips them).
 """
 
 from __future__ import annotations
 
 import base64
 import email
+import json
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -24,26 +30,31 @@ from django.core.mail import EmailMultiAlternatives
 
 from amsdal_mail import Alternative, Attachment, EmailMessage, RawPart
 
-__all__ = ["VERSION", "address_header", "dump", "for_attempt", "load", "to_django"]
+__all__ = [
+    "VERSION",
+    "address_header",
+    "dump",
+    "dumps",
+    "for_attempt",
+    "load",
+    "loads",
+    "to_django",
+]
 
 #: The version of the stored form written by :func:`dump`.
 VERSION: Final = 1
 
 
 def _blob(value: str | bytes) -> dict[str, str]:
-    """Return a str as text and bytes as base64 (NUL-free text only: jsonb refuses NUL)."""
-    if isinstance(value, str) and "\0" not in value:
-        return {"text": value}
+    """Return a str as text and bytes as base64."""
     if isinstance(value, str):
-        return {"text_b64": base64.b64encode(value.encode("utf-8", "surrogatepass")).decode()}
+        return {"text": value}
     return {"b64": base64.b64encode(value).decode()}
 
 
 def _unblob(stored: dict[str, str]) -> str | bytes:
     if "text" in stored:
         return stored["text"]
-    if "text_b64" in stored:
-        return base64.b64decode(stored["text_b64"]).decode("utf-8", "surrogatepass")
     return base64.b64decode(stored["b64"])
 
 
@@ -118,6 +129,17 @@ def load(stored: dict[str, Any]) -> EmailMessage:
         encoding=stored["encoding"],
         allow_local_addresses=stored["allow_local_addresses"],
     )
+
+
+def dumps(message: EmailMessage) -> str:
+    """Return ``message`` as the JSON text stored in ``OutboxMessage.payload``."""
+    return json.dumps(dump(message), ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str) -> EmailMessage:
+    """Return the message stored as ``text`` by :func:`dumps`."""
+    stored: dict[str, Any] = json.loads(text)
+    return load(stored)
 
 
 def _quote(display_name: str) -> str:

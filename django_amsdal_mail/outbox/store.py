@@ -76,7 +76,7 @@ def enqueue_messages(
     due = run_after or now
     rows = [
         OutboxMessage(
-            payload=storage.dump(p.message),
+            payload=storage.dumps(p.message),
             mailer=mailer or rules.mailer,
             priority=priority,
             next_attempt_at=due,

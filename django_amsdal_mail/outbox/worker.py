@@ -202,13 +202,24 @@ def deliver(
     ]
     status = None
     if due_rows:
-        status = _attempt(message, due_rows, first=first, now=now, token=token, rules=rules)
-    return _release(message, status, now=now, token=token, rules=rules)
+        try:
+            backend = mailer_backend(message.mailer)
+        except ImproperlyConfigured as error:
+            # Nothing was attempted: give the message back at once, not after the lease.
+            OutboxMessage.objects.filter(pk=message.pk, claimed_by=token).update(
+                state=_State.QUEUED, lease_until=None, claimed_by="", last_error=str(error)
+            )
+            raise
+        status = _attempt(
+            message, due_rows, backend, first=first, now=now, token=token, rules=rules
+        )
+    return _release(message, status, changed=bool(stale), token=token, rules=rules)
 
 
 def _attempt(
     message: OutboxMessage,
     rows: list[OutboxRecipient],
+    django_backend: EmailBackend,
     *,
     first: datetime,
     now: datetime | None,
@@ -216,9 +227,8 @@ def _attempt(
     rules: OutboxSettings,
 ) -> SendStatus:
     """Send to ``rows`` and record each decision; return this attempt's status."""
-    stored = storage.load(message.payload)
+    stored = storage.loads(message.payload)
     outgoing = storage.for_attempt(stored, [r.address for r in rows])
-    django_backend = mailer_backend(message.mailer)
     backend = django_backend.amsdal_backend
     message.attempts += 1
     message.first_attempt_at = first
@@ -317,11 +327,15 @@ def _release(
     message: OutboxMessage,
     status: SendStatus | None,
     *,
-    now: datetime | None,
+    changed: bool,
     token: str,
     rules: OutboxSettings,
 ) -> OutboxMessage:
-    """Return the message to ``queued`` (next due time) or ``done``; tell the engine or signal."""
+    """Return the message to ``queued`` (next due time) or ``done``; tell the engine or signal.
+
+    The engine is told of the next due time only when this run changed it (an
+    attempt, or a take-up), so an early task does not schedule one more.
+    """
     rows = list(message.recipients.all())
     next_at = policy.next_due(_policy_rows(rows))
     state = _State.DONE if next_at is None else _State.QUEUED
@@ -343,7 +357,7 @@ def _release(
             outbox_message=message,
             status=_final_status(rows, message.message_id),
         )
-    elif status is not None:
+    elif status is not None or changed:
         engine(rules)([message.pk], next_at)
     return message
 

@@ -13,7 +13,7 @@ from django.db import transaction
 from amsdal_mail import InvalidMessageError
 from django_amsdal_mail.outbox import aenqueue, enqueue
 from django_amsdal_mail.outbox.models import OutboxMessage, OutboxRecipient
-from django_amsdal_mail.outbox.storage import load
+from django_amsdal_mail.outbox.storage import loads
 from django_amsdal_mail.outbox.worker import deliver_due
 from tests.smtpd import RecordingServer, ServerFactory
 
@@ -59,7 +59,7 @@ def test_enqueue_stores_then_sends_on_commit(server: RecordingServer) -> None:
     ]
     # The Message-ID fixed at enqueue is the one sent; Date too; Bcc never in the headers.
     assert received.message["Message-ID"] == row.message_id
-    assert received.message["Date"] == load(row.payload).headers["Date"]
+    assert received.message["Date"] == loads(row.payload).headers["Date"]
     assert received.message["Bcc"] is None
     assert received.message["To"] == "ann@example.com, bob@example.com"
     assert received.message["Cc"] == "carl@example.com"

@@ -13,7 +13,7 @@ from amsdal_mail import Alternative, Attachment, EmailMessage, RawPart
 from amsdal_mail.mime import render
 from django_amsdal_mail.convert import convert_message
 from django_amsdal_mail.outbox.models import OutboxMessage
-from django_amsdal_mail.outbox.storage import dump, for_attempt, load, to_django
+from django_amsdal_mail.outbox.storage import dump, dumps, for_attempt, load, loads, to_django
 
 from .conftest import same_bytes
 
@@ -106,9 +106,9 @@ def test_an_unknown_version_is_refused() -> None:
 def test_the_database_keeps_the_stored_form_exactly() -> None:
     """Through the JSON column (and back), the message renders to the same bytes."""
     converted = convert_message(rich_django_message())
-    row = OutboxMessage.objects.create(payload=dump(converted), message_id=FIXED["Message-ID"])
+    row = OutboxMessage.objects.create(payload=dumps(converted), message_id=FIXED["Message-ID"])
     again = OutboxMessage.objects.get(pk=row.pk)
-    assert same_bytes(render(load(again.payload))) == same_bytes(render(converted))
+    assert same_bytes(render(loads(again.payload))) == same_bytes(render(converted))
 
 
 ADDRESSES = [

@@ -291,3 +291,6 @@ def test_a_mailer_alias_needs_mailers(outbox: Any, settings: Any) -> None:
     row = _enqueue()
     with pytest.raises(ImproperlyConfigured, match="MAILER 'bulk' needs MAILERS"):
         deliver(row.pk, now=T0)
+    row.refresh_from_db()  # given back at once, nothing attempted
+    assert (row.state, row.claimed_by, row.attempts) == ("queued", "", 0)
+    assert "needs MAILERS" in row.last_error
