@@ -163,6 +163,23 @@ def test_a_class_without_the_backend_methods_is_refused_naming_them() -> None:
 # --- the words users match on --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("field", ["to", "cc", "bcc", "from_email"])
+@pytest.mark.parametrize(
+    "address",
+    ["to@", "@example.com", "two@at@example.com", "ann@example.com\r\nBcc: spy@example.com"],
+)
+async def test_a_malformed_address_says_invalid_address(
+    twin: Twin, server: RecordingServer, field: str, address: str
+) -> None:
+    """The ValueError for a malformed address starts with Django's words "Invalid address"."""
+    kwargs: dict[str, Any] = {"to": ["ok@example.com"], "from_email": "from@example.com"}
+    kwargs[field] = address if field == "from_email" else [address]
+    message = EmailMessage("Subject", "Body", **kwargs)
+    with pytest.raises(ValueError, match="^Invalid address"):
+        await twin.send(EmailBackend(host=server.host, port=server.port), [message])
+    assert server.connections == 0
+
+
 async def test_auth_not_offered_says_what_smtplib_says(
     twin: Twin, smtp_server: ServerFactory
 ) -> None:
