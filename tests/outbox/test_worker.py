@@ -294,3 +294,45 @@ def test_a_mailer_alias_needs_mailers(outbox: Any, settings: Any) -> None:
     row.refresh_from_db()  # given back at once, nothing attempted
     assert (row.state, row.claimed_by, row.attempts) == ("queued", "", 0)
     assert "needs MAILERS" in row.last_error
+
+
+class BrokenSMTPBackend(SMTPBackend):
+    """Sends over SMTP, then fails with an error that is not the library's."""
+
+    def _deliver(self, message: AmsdalMessage, valid: ValidatedMessage) -> SendStatus:
+        super()._deliver(message, valid)
+        raise RuntimeError("a bug after the data went out")
+
+
+def test_an_unexpected_error_while_sending_is_unknown_at_once_and_raised(
+    smtp_server: ServerFactory, outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a transport failure: the fate is unknown, recorded now (not after the lease), raised."""
+    server = smtp_server()
+    outbox(server.host, server.port)
+    monkeypatch.setenv("AMSDAL_EMAIL_BACKEND", f"{__name__}.BrokenSMTPBackend")
+    row = _enqueue()
+    with pytest.raises(RuntimeError, match="a bug"):
+        deliver(row.pk, now=T0)
+    row.refresh_from_db()
+    assert {(s, n) for s, _, n in _statuses(row).values()} == {("unknown", 1)}
+    assert not any(row.recipients.values_list("attempt_token", flat=True))
+    monkeypatch.delenv("AMSDAL_EMAIL_BACKEND")
+    assert deliver(row.pk, now=at(61)) is not None  # taken up after the lease: nothing resent
+    assert len(server.messages) == 1
+
+
+def test_due_messages_come_by_priority_then_due_time(outbox: Any) -> None:
+    """A sweep takes higher priorities first, then the longest waiting; not what is not due."""
+    from django_amsdal_mail.outbox.worker import due_messages
+
+    outbox("127.0.0.1", free_port())
+
+    def queued(priority: int, seconds: float) -> OutboxMessage:
+        message = EmailMessage("S", "B", "f@example.com", ["a@example.com"])
+        (row,) = enqueue(message, priority=priority, run_after=at(seconds))
+        return row
+
+    low, high_late, high_early, future = queued(0, 0), queued(5, 10), queued(5, 5), queued(9, 100)
+    assert due_messages(now=at(20)) == [high_early.pk, high_late.pk, low.pk]
+    assert future.pk in due_messages(now=at(100))
