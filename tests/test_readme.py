@@ -301,41 +301,33 @@ def _expect(quote: str, host: str, port: int, timeout: str = "30.0") -> str:
     return quote.replace("30.0s", f"{timeout}s").removesuffix(" ...")
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_use_tls_against_implicit_tls_times_out_as_quoted(
-    mode: str, smtp_server: Any, client_ssl_context: ssl.SSLContext
-) -> None:
-    """use_tls against a port-465 server: the MailTimeoutError the README quotes."""
-    server = smtp_server(tls="ssl")
-    connection = get_connection(
-        "smtp",
-        host=server.host,
-        port=server.port,
-        use_tls=True,
-        timeout=0.5,
-        ssl_context=client_ssl_context,
-    )
-    quoted = _quote(_section("Troubleshooting"), "MailTimeoutError: timed out")
-    assert _failure(connection, mode).startswith(_expect(quoted, server.host, server.port, "0.5"))
-    assert "use_ssl=True" in _section("Troubleshooting").split(quoted, 1)[1].split("\n  - ")[0]
+# The two TLS-mode mix-ups: (server, the option set by mistake, the quote, the fix).
+MIXUPS = [
+    ("ssl", "use_tls", "MailTimeoutError: timed out", "use_ssl=True"),
+    ("starttls", "use_ssl", "TLSError: TLS with", "use_tls=True"),
+]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_use_ssl_against_starttls_fails_as_quoted(
-    mode: str, smtp_server: Any, client_ssl_context: ssl.SSLContext
+@pytest.mark.parametrize(("tls", "option", "start", "fix"), MIXUPS)
+def test_tls_mode_mixups_fail_as_quoted(
+    mode: str,
+    tls: str,
+    option: str,
+    start: str,
+    fix: str,
+    smtp_server: Any,
+    client_ssl_context: ssl.SSLContext,
 ) -> None:
-    """use_ssl against a STARTTLS port: the TLSError the README quotes."""
-    server = smtp_server(tls="starttls")
-    connection = get_connection(
-        "smtp",
-        host=server.host,
-        port=server.port,
-        use_ssl=True,
-        timeout=5,
-        ssl_context=client_ssl_context,
-    )
-    quoted = _quote(_section("Troubleshooting"), "TLSError: TLS with")
-    assert _failure(connection, mode).startswith(_expect(quoted, server.host, server.port))
+    """use_tls against port 465, use_ssl against 587: the errors the README quotes, its fix."""
+    server = smtp_server(tls=tls)
+    options: dict[str, Any] = {option: True, "timeout": 0.5, "ssl_context": client_ssl_context}
+    connection = get_connection("smtp", host=server.host, port=server.port, **options)
+    quoted = _quote(_section("Troubleshooting"), start)
+    expected = _expect(quoted, server.host, server.port, "0.5")
+    assert _failure(connection, mode).startswith(expected)
+    advice = _section("Troubleshooting").split(quoted, 1)[1].split("\n  - ")[0]
+    assert f"Use `{fix}`" in " ".join(advice.split())
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
