@@ -97,6 +97,7 @@ def dump(message: EmailMessage) -> dict[str, Any]:
         ],
         "content_subtype": message.content_subtype,
         "mixed_subtype": message.mixed_subtype,
+        "layout": message.layout,
         "encoding": message.encoding,
         "allow_local_addresses": message.allow_local_addresses,
     }
@@ -126,6 +127,7 @@ def load(stored: dict[str, Any]) -> EmailMessage:
         ],
         content_subtype=stored["content_subtype"],
         mixed_subtype=stored["mixed_subtype"],
+        layout=stored["layout"],
         encoding=stored["encoding"],
         allow_local_addresses=stored["allow_local_addresses"],
     )
@@ -175,6 +177,7 @@ def for_attempt(message: EmailMessage, recipients: Iterable[str]) -> EmailMessag
         alternatives=message.alternatives,
         content_subtype=message.content_subtype,
         mixed_subtype=message.mixed_subtype,
+        layout=message.layout,
         encoding=message.encoding,
         allow_local_addresses=message.allow_local_addresses,
     )

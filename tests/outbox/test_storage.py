@@ -56,6 +56,10 @@ def test_a_rich_message_renders_to_the_same_bytes_after_storage() -> None:
     restored = _json_round_trip(converted)
     assert same_bytes(render(restored)) == same_bytes(render(converted))
     assert restored.bcc == ["hidden@example.com"]
+    assert restored.layout == converted.layout == "django"
+    # An attempt keeps the layout too: the converted Django message renders as Django lays it out.
+    attempt = for_attempt(restored, restored.recipients())
+    assert same_bytes(render(attempt)) == same_bytes(render(converted))
     assert restored.headers == converted.headers
     assert list(restored.headers) == list(converted.headers)
 
@@ -81,6 +85,7 @@ def test_every_amsdal_field_round_trips() -> None:
         alternatives=[Alternative(b"\x01\x02", "application/x-thing"), Alternative("x", "text/x")],
         content_subtype="plain",
         mixed_subtype="related",
+        layout="django",
         encoding="iso-8859-1",
         allow_local_addresses=True,
     )
@@ -88,7 +93,7 @@ def test_every_amsdal_field_round_trips() -> None:
     for name in (
         "subject", "body", "html_body", "from_email", "to", "cc", "bcc", "reply_to",
         "headers", "attachments", "alternatives", "content_subtype", "mixed_subtype",
-        "encoding", "allow_local_addresses",
+        "layout", "encoding", "allow_local_addresses",
     ):  # fmt: skip
         assert getattr(restored, name) == getattr(message, name), name
     assert same_bytes(render(restored)) == same_bytes(render(message))
