@@ -16,7 +16,7 @@ VENV ?= .venv
 PIP_FLAGS := --disable-pip-version-check --quiet
 comma := ,
 
-.PHONY: demo test test-quick test-matrix lint bench venv clean
+.PHONY: demo test test-quick test-matrix lint bench venv services clean
 
 # $(call make_venv,DIR,PYTHON,EXTRA-REQUIREMENT)
 define make_venv
@@ -28,6 +28,26 @@ define make_venv
 		touch $(1)/.installed; \
 	fi
 endef
+
+# Servers some tests start on 127.0.0.1 (Redis for the Celery outbox engine,
+# PostgreSQL for the outbox's worker-concurrency tests), from Debian's packages,
+# installed when missing (as root; elsewhere those tests say why they skip).
+SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb
+services:
+	@missing=""; \
+	for pair in $(SERVICE_PACKAGES); do \
+		pkg=$${pair%%:*}; bin=$${pair#*:}; \
+		command -v $$bin >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 \
+			|| missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "==> installing$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "==> not installed:$$missing (the tests that need them say so)"; \
+		fi; \
+	fi
 
 venv:
 	$(call make_venv,$(VENV),$(PYTHON),'django>=5.2$(comma)<5.3')
@@ -50,7 +70,7 @@ test-matrix:
 	$(call make_venv,.venv-dj61,$(PY313),'django>=6.1$(comma)<6.2')
 	.venv-dj61/bin/python -m pytest
 
-test: test-quick test-matrix
+test: services test-quick test-matrix
 
 bench: venv
 	$(VENV)/bin/python -m benchmarks
