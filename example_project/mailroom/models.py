@@ -1,4 +1,10 @@
-"""What the mailroom remembers: each message sent and the fate of each recipient."""
+"""What the mailroom remembers: each message sent and the fate of each recipient.
+
+A message sent inline gets one :class:`SentMessage` per send. A message sent
+through the outbox gets one per outbox message (``outbox_id``), whose records
+are updated after each attempt of the worker: they hold the latest outcome and
+the number of the attempt that gave it.
+"""
 
 from django.db import models
 
@@ -7,6 +13,7 @@ class SentMessage(models.Model):
     subject = models.CharField(max_length=998)
     from_email = models.CharField(max_length=320)
     created = models.DateTimeField(auto_now_add=True)
+    outbox_id = models.UUIDField(null=True, blank=True, unique=True)
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -21,6 +28,7 @@ class RecipientRecord(models.Model):
     status = models.CharField(max_length=16)
     code = models.PositiveSmallIntegerField(null=True, blank=True)
     response = models.TextField(blank=True)
+    attempt = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["message", "id"]

@@ -1,14 +1,25 @@
 """Settings of the example project: a dev site that sends mail through django_amsdal_mail.
 
-The SMTP server and the database come from the environment so the demo and the
-tests can point them elsewhere:
+Mail goes through the outbox: ``send()`` stores the message in the database and a
+worker of Django's task framework sends it (``django.tasks`` on Django 6.0+, the
+``django-tasks`` backport on 5.2, with ``django-tasks-db``'s database backend)::
+
+    python example_project/manage.py db_worker --queue-name email
+
+The SMTP server, the database and the retry delay come from the environment so
+the demo and the tests can point them elsewhere:
 
 * ``EXAMPLE_EMAIL_HOST`` (default ``127.0.0.1``) and ``EXAMPLE_EMAIL_PORT`` (default 1025);
-* ``EXAMPLE_DB_PATH`` (default ``example_project/db.sqlite3``).
+* ``EXAMPLE_DB_PATH`` (default ``example_project/db.sqlite3``);
+* ``EXAMPLE_OUTBOX_ENGINE`` (default ``tasks``; ``immediate`` sends in the request,
+  without a worker);
+* ``EXAMPLE_OUTBOX_RETRY_BACKOFF`` (seconds before the first retry, default 60).
 """
 
 import os
 from pathlib import Path
+
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -24,8 +35,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_amsdal_mail",
+    "django_amsdal_mail.outbox",
+    "django_tasks_db",
     "mailroom",
 ]
+if django.VERSION < (6, 0):
+    # Django 5.2: the backport of django.tasks.
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_tasks_db"), "django_tasks")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -69,11 +85,29 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 
-# Mail: Django's own API, sent by amsdal_mail.
-EMAIL_BACKEND = "django_amsdal_mail.backend.EmailBackend"
+# Mail: Django's own API, queued in the outbox; the worker sends with the EMAIL_*
+# settings below through django_amsdal_mail.backend.EmailBackend.
+EMAIL_BACKEND = "django_amsdal_mail.outbox.backend.OutboxBackend"
 EMAIL_HOST = os.environ.get("EXAMPLE_EMAIL_HOST", "127.0.0.1")
 EMAIL_PORT = int(os.environ.get("EXAMPLE_EMAIL_PORT", "1025"))
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = "Mailroom <mailroom@example.com>"
 SERVER_EMAIL = "server@example.com"
 ADMINS = [("Site Admin", "admin@example.com")]
+
+# The outbox (every key optional; see docs/outbox.md): retries scheduled by the
+# outbox itself, through the task backend below.
+AMSDAL_EMAIL_OUTBOX = {
+    "ENGINE": os.environ.get("EXAMPLE_OUTBOX_ENGINE", "tasks"),
+    "QUEUE": "email",
+    "RETRY_BACKOFF": float(os.environ.get("EXAMPLE_OUTBOX_RETRY_BACKOFF", "60")),
+}
+
+# Django's task framework with django-tasks-db's database backend: the tasks are
+# rows in this project's database, run by ``manage.py db_worker``.
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "email"],
+    }
+}

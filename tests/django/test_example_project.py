@@ -2,20 +2,36 @@
 
 The ``mailroom`` app is installed by ``tests/django_settings.py`` (example_project/ is on
 the pytest pythonpath); each test routes the project's URLs and mail to a real
-RecordingServer and turns the receiver's recording on.
+RecordingServer and turns the receiver's recording on. The form is exercised both
+inline (``django_amsdal_mail.backend.EmailBackend``) and through the outbox, as the
+project's own settings have it (``OutboxBackend``; here with the ``immediate`` engine,
+the worker running in the test's process: the example's ``tasks`` engine with a real
+``db_worker`` process is run end to end by ``tests/test_demo.py``). The project's own
+settings are checked and migrated in a subprocess.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from mailroom.models import RecipientRecord, SentMessage
 
+from django_amsdal_mail.outbox.models import OutboxMessage
+from django_amsdal_mail.outbox.worker import deliver_due
 from tests.smtpd import RecordingServer, ServerFactory
+
+MANAGE = Path(__file__).resolve().parents[2] / "example_project" / "manage.py"
 
 pytestmark = pytest.mark.django_db
 
@@ -138,3 +154,117 @@ def test_receiver_is_connected_once(server: RecordingServer) -> None:
 
     keys = [r[0] for r in post_send.receivers if r[0][0] == "mailroom.record_status"]
     assert len(keys) == 1
+
+
+# -- through the outbox, as the project's settings send ----------------------------------
+
+
+@pytest.fixture
+def outbox_server(smtp_server: ServerFactory, settings: Any) -> RecordingServer:
+    """A server with a busy mailbox (450) and an unknown user (550), reached via the outbox."""
+    server = smtp_server(
+        rcpt_replies={
+            "nobody@example.com": "550 5.1.1 No such user here",
+            "busy@example.com": "450 4.2.1 Mailbox busy, try again later",
+        }
+    )
+    _route(settings, server)
+    settings.EMAIL_BACKEND = "django_amsdal_mail.outbox.backend.OutboxBackend"
+    settings.AMSDAL_EMAIL_OUTBOX = {"ENGINE": "immediate", "RETRY_BACKOFF": 60}
+    return server
+
+
+def _records(subject: str) -> dict[str, RecipientRecord]:
+    sent = SentMessage.objects.get(subject=subject)
+    return {r.address: r for r in sent.recipients.all()}
+
+
+def test_form_queues_and_the_worker_sends(
+    client: Client,
+    outbox_server: RecordingServer,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """The form's message is queued; on commit the worker sends it, HTML and attachment."""
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = _post(client, "alice@example.com, bob@example.com", subject="Via outbox")
+        assert outbox_server.messages == [], "sent before the transaction committed"
+
+    assert len(callbacks) == 1
+    assert response.status_code == 302
+    (received,) = outbox_server.messages
+    assert sorted(received.rcpt_tos) == ["alice@example.com", "bob@example.com"]
+    assert received.message["Subject"] == "Via outbox"
+    assert [p.get_filename() for p in received.message.iter_attachments()] == ["summary.txt"]
+
+    queued = OutboxMessage.objects.get()
+    assert queued.state == "done"
+    assert received.message["Message-ID"] == queued.message_id
+    assert SentMessage.objects.get().outbox_id == queued.pk
+    for record in _records("Via outbox").values():
+        assert (record.status, record.code, record.attempt) == ("sent", 250, 1)
+    page = client.get(response["Location"]).content.decode()
+    assert "Message queued in the outbox" in page
+    assert '<table id="outbox">' in page
+    assert "<td>Via outbox</td><td>done</td><td>1</td><td>alice@example.com</td>" in page
+
+
+def test_temporary_refusal_is_retried_only_to_that_recipient(
+    client: Client,
+    outbox_server: RecordingServer,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """450 then accepted: the retry goes to the busy mailbox alone; the 550 is final."""
+    to = "alice@example.com, busy@example.com, nobody@example.com"
+    with django_capture_on_commit_callbacks(execute=True):
+        _post(client, to, subject="Busy at first")
+
+    first = _records("Busy at first")
+    assert (first["alice@example.com"].status, first["alice@example.com"].attempt) == ("sent", 1)
+    assert (first["busy@example.com"].status, first["busy@example.com"].code) == ("failed", 450)
+    assert (first["nobody@example.com"].status, first["nobody@example.com"].code) == (
+        "rejected",
+        550,
+    )
+    assert OutboxMessage.objects.get().state == "queued"
+
+    # The mailbox is no longer busy; the retry is due after RETRY_BACKOFF (60 s).
+    del outbox_server.rcpt_replies["busy@example.com"]
+    assert deliver_due(now=timezone.now() + timedelta(seconds=30)) == 0
+    assert deliver_due(now=timezone.now() + timedelta(seconds=61)) == 1
+
+    assert [m.rcpt_tos for m in outbox_server.messages] == [
+        ["alice@example.com"],
+        ["busy@example.com"],
+    ]
+    final = _records("Busy at first")
+    assert (final["busy@example.com"].status, final["busy@example.com"].attempt) == ("sent", 2)
+    assert (final["alice@example.com"].status, final["alice@example.com"].attempt) == ("sent", 1)
+    assert final["nobody@example.com"].status == "rejected"
+    assert OutboxMessage.objects.get().state == "done"
+    assert SentMessage.objects.count() == 1
+
+
+def _manage(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["EXAMPLE_DB_PATH"] = str(db)
+    return subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        env=env,
+        cwd=MANAGE.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_project_settings_migrate_and_pass_the_checks(tmp_path: Path) -> None:
+    """The project's own settings (outbox, tasks, django-tasks-db) migrate and pass check."""
+    db = tmp_path / "db.sqlite3"
+    migrated = _manage("migrate", "--noinput", db=db)
+    assert migrated.returncode == 0, migrated.stderr
+    plan = _manage("showmigrations", "amsdal_outbox", "django_tasks_database", "mailroom", db=db)
+    assert plan.returncode == 0, plan.stderr
+    assert "[ ]" not in plan.stdout
+    assert "[X] 0001_initial" in plan.stdout
+    checked = _manage("check", db=db)
+    assert checked.returncode == 0, checked.stderr
