@@ -6,6 +6,7 @@
 * ``amsdal_mail.outbox.E004`` -- a count or a number of seconds that is not positive;
 * ``amsdal_mail.outbox.E005`` -- ``ON_UNKNOWN`` is not ``report`` or ``resend``;
 * ``amsdal_mail.outbox.E006`` -- ``TASK_BACKEND``, ``QUEUE`` or ``MAILER`` not a non-empty string;
+* ``amsdal_mail.outbox.E010`` -- ``ENGINE`` is ``celery`` but the ``celery`` package is missing;
 * ``amsdal_mail.outbox.W001`` -- ``ENGINE`` names an engine this version cannot use yet.
 """
 
@@ -19,11 +20,12 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import SETTING, inspect_outbox_settings
-from .engines import AVAILABLE
+from .engines import AVAILABLE, celery_installed
 
-__all__ = ["W_ENGINE_UNAVAILABLE", "check_outbox_settings"]
+__all__ = ["E_CELERY_MISSING", "W_ENGINE_UNAVAILABLE", "check_outbox_settings"]
 
 W_ENGINE_UNAVAILABLE: Final = "amsdal_mail.outbox.W001"
+E_CELERY_MISSING: Final = "amsdal_mail.outbox.E010"
 
 
 def check_outbox_settings(
@@ -34,6 +36,14 @@ def check_outbox_settings(
     messages: list[checks.CheckMessage] = [
         checks.Error(p.message, hint=p.hint, id=p.id) for p in problems
     ]
+    if parsed is not None and parsed.engine == "celery" and not celery_installed():
+        messages.append(
+            checks.Error(
+                f"{SETTING}['ENGINE'] is 'celery', but the celery package is not installed.",
+                hint='Install it (pip install "celery[redis]") or choose another ENGINE.',
+                id=E_CELERY_MISSING,
+            )
+        )
     if parsed is not None and parsed.engine not in AVAILABLE:
         messages.append(
             checks.Warning(

@@ -9,12 +9,18 @@ one engine:
   scheduler: a retry that is due later waits for
   :func:`django_amsdal_mail.outbox.worker.deliver_due` to be called.
 
-``"tasks"`` (Django's task framework) and ``"celery"`` are valid settings
-but not provided yet: :func:`engine` raises ``ImproperlyConfigured`` for them.
+* ``"celery"`` -- publish the Celery task ``django_amsdal_mail.outbox.deliver``
+  (see :mod:`django_amsdal_mail.outbox.celery_tasks`) with the outbox id as its
+  only argument, on ``QUEUE``, with ``eta`` for a later due time and the
+  message's priority. Needs the ``celery`` package.
+
+``"tasks"`` (Django's task framework) is a valid setting but not provided
+yet: :func:`engine` raises ``ImproperlyConfigured`` for it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -24,9 +30,9 @@ from uuid import UUID
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from .conf import SETTING, OutboxSettings
+from .conf import SETTING, OutboxSettings, outbox_settings
 
-__all__ = ["AVAILABLE", "Notify", "engine"]
+__all__ = ["AVAILABLE", "Notify", "celery_installed", "celery_priority", "engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +56,49 @@ def _immediate(message_ids: Sequence[UUID], eta: datetime | None) -> None:
         deliver(message_id)
 
 
+def celery_installed() -> bool:
+    """Return True when the ``celery`` package can be imported."""
+    return importlib.util.find_spec("celery") is not None
+
+
+def celery_priority(priority: int, driver: str) -> int:
+    """Return the Celery priority (0-9) for an outbox ``priority`` (higher is sooner).
+
+    The outbox's priority is clamped to 0-9. Brokers read Celery's number
+    differently: RabbitMQ sends a higher number first, Redis a lower one
+    (kombu's Redis transport keeps one list per priority step and reads the
+    list of 0 first), so for a Redis broker (``driver`` ``"redis"``) the
+    number is turned around.
+    """
+    clamped = max(0, min(9, priority))
+    return 9 - clamped if driver == "redis" else clamped
+
+
+def _celery(message_ids: Sequence[UUID], eta: datetime | None) -> None:
+    """Publish the Celery task once per message, through one producer of the current app."""
+    from .celery_tasks import deliver
+    from .models import OutboxMessage
+
+    rules = outbox_settings()
+    if eta is not None and eta <= timezone.now():
+        eta = None
+    priorities = dict(
+        OutboxMessage.objects.filter(pk__in=list(message_ids)).values_list("pk", "priority")
+    )
+    with deliver.app.producer_or_acquire() as producer:
+        driver = producer.connection.transport.driver_type
+        for message_id in message_ids:
+            deliver.apply_async(
+                args=[str(message_id)],
+                eta=eta,
+                queue=rules.queue,
+                priority=celery_priority(priorities.get(message_id, 0), driver),
+                producer=producer,
+            )
+
+
 #: The engines this version provides, by ``ENGINE`` name.
-_ENGINES: Final[dict[str, Notify]] = {"immediate": _immediate}
+_ENGINES: Final[dict[str, Notify]] = {"immediate": _immediate, "celery": _celery}
 #: The ``ENGINE`` names this version can use.
 AVAILABLE: Final = frozenset(_ENGINES)
 
@@ -60,8 +107,14 @@ def engine(rules: OutboxSettings) -> Notify:
     """Return the notify function of the configured engine.
 
     Raises:
-        ImproperlyConfigured: the engine is not provided by this version.
+        ImproperlyConfigured: the engine is not provided by this version, or
+            its package (``celery``) is not installed.
     """
+    if rules.engine == "celery" and not celery_installed():
+        raise ImproperlyConfigured(
+            f"{SETTING}['ENGINE'] is 'celery', but the celery package is not installed; "
+            'install it (pip install "celery[redis]") or choose another engine.'
+        )
     try:
         return _ENGINES[rules.engine]
     except KeyError:

@@ -120,10 +120,10 @@ def test_a_message_larger_than_max_message_size_is_refused(
 def test_an_engine_this_version_lacks_is_refused_before_storing(
     smtp_server: ServerFactory, outbox: Any
 ) -> None:
-    """ENGINE 'tasks' / 'celery' are not provided yet: enqueue says so and stores nothing."""
+    """ENGINE 'tasks' is not provided yet: enqueue says so and stores nothing."""
     server = smtp_server()
-    outbox(server.host, server.port, ENGINE="celery")
-    with pytest.raises(ImproperlyConfigured, match="'celery'.*does not provide yet"):
+    outbox(server.host, server.port, ENGINE="tasks")
+    with pytest.raises(ImproperlyConfigured, match="'tasks'.*does not provide yet"):
         enqueue(_message())
     assert OutboxMessage.objects.count() == 0
 

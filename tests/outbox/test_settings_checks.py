@@ -147,11 +147,11 @@ def test_good_settings_pass_the_checks(settings: Any) -> None:
             ),
         ),
         (
-            {"ENGINE": "celery"},
+            {"ENGINE": "tasks"},
             checks.Warning(
-                "AMSDAL_EMAIL_OUTBOX['ENGINE'] is 'celery', which this version of "
+                "AMSDAL_EMAIL_OUTBOX['ENGINE'] is 'tasks', which this version of "
                 "django_amsdal_mail.outbox does not provide yet: enqueue() refuses.",
-                hint="Use one of ['immediate'].",
+                hint="Use one of ['celery', 'immediate'].",
                 id="amsdal_mail.outbox.W001",
             ),
         ),
