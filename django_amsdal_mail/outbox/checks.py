@@ -7,7 +7,15 @@
 * ``amsdal_mail.outbox.E005`` -- ``ON_UNKNOWN`` is not ``report`` or ``resend``;
 * ``amsdal_mail.outbox.E006`` -- ``TASK_BACKEND``, ``QUEUE`` or ``MAILER`` not a non-empty string;
 * ``amsdal_mail.outbox.E010`` -- ``ENGINE`` is ``celery`` but the ``celery`` package is missing;
-* ``amsdal_mail.outbox.W001`` -- ``ENGINE`` names an engine this version cannot use yet.
+* ``amsdal_mail.outbox.E007`` -- ``ENGINE`` is ``tasks`` but no task framework is installed
+  (Django < 6.0 without the ``django-tasks`` backport);
+* ``amsdal_mail.outbox.E008`` -- ``ENGINE`` is ``tasks`` and ``TASK_BACKEND`` is not an alias
+  of ``TASKS`` (or that backend cannot be loaded);
+* ``amsdal_mail.outbox.E009`` -- ``ENGINE`` is ``tasks`` and that backend's ``QUEUES`` leave
+  out ``QUEUE``;
+* ``amsdal_mail.outbox.W001`` -- ``ENGINE`` names an engine this version cannot use yet;
+* ``amsdal_mail.outbox.W002`` -- ``ENGINE`` is ``tasks`` and the backend cannot defer tasks
+  (retries are not scheduled).
 """
 
 from __future__ import annotations
@@ -44,6 +52,12 @@ def check_outbox_settings(
                 id=E_CELERY_MISSING,
             )
         )
+    if parsed is not None and parsed.engine == "tasks":
+        from .tasks import inspect_task_engine
+
+        for problem in inspect_task_engine(parsed):
+            kind = checks.Warning if ".W" in problem.id else checks.Error
+            messages.append(kind(problem.message, hint=problem.hint, id=problem.id))
     if parsed is not None and parsed.engine not in AVAILABLE:
         messages.append(
             checks.Warning(

@@ -16,6 +16,12 @@ Every key is optional::
         "MAX_MESSAGE_SIZE": 26214400,  # rendered bytes; larger messages are refused
     }
 
+``ENGINE``: ``"tasks"`` sends with Django's task framework (``django.tasks``
+on 6.0+, the ``django-tasks`` backport before; run ``manage.py db_worker
+--queue-name <QUEUE>`` of ``django-tasks-db``, see
+:mod:`django_amsdal_mail.outbox.tasks`); ``"celery"`` with a Celery worker;
+``"immediate"`` in the calling process, on commit (development and tests).
+
 :func:`inspect_outbox_settings` reports every problem without raising (for
 the system checks); :func:`outbox_settings` returns the parsed value, or
 raises ``ImproperlyConfigured`` naming the first problem.

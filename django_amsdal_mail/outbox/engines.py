@@ -1,8 +1,8 @@
 """How the outbox tells a task engine that a message is due.
 
 An engine receives only outbox ids (the database row is the truth) and an
-optional time before which the message is not due. This version provides
-one engine:
+optional time before which the message is not due. The engines, by
+``ENGINE`` name:
 
 * ``"immediate"`` -- deliver in the calling process, at once (on commit of
   the enqueueing transaction), for development and tests. It has no
@@ -14,8 +14,11 @@ one engine:
   only argument, on ``QUEUE``, with ``eta`` for a later due time and the
   message's priority. Needs the ``celery`` package.
 
-``"tasks"`` (Django's task framework) is a valid setting but not provided
-yet: :func:`engine` raises ``ImproperlyConfigured`` for it.
+* ``"tasks"`` -- Django's task framework (``django.tasks`` on 6.0+, the
+  ``django-tasks`` backport on 5.2): one ``django_amsdal_mail.outbox.tasks.deliver``
+  task per message, on the ``TASK_BACKEND`` alias and the ``QUEUE`` queue,
+  deferred to a later due time; see :mod:`django_amsdal_mail.outbox.tasks` for
+  how it schedules retries and takes up the messages of workers that died.
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ def _immediate(message_ids: Sequence[UUID], eta: datetime | None) -> None:
 
     for message_id in message_ids:
         deliver(message_id)
+
+
+def _tasks(message_ids: Sequence[UUID], eta: datetime | None) -> None:
+    """Enqueue the Django task once per message (see :mod:`django_amsdal_mail.outbox.tasks`)."""
+    from .tasks import notify
+
+    notify(message_ids, eta)
 
 
 def celery_installed() -> bool:
@@ -98,7 +108,11 @@ def _celery(message_ids: Sequence[UUID], eta: datetime | None) -> None:
 
 
 #: The engines this version provides, by ``ENGINE`` name.
-_ENGINES: Final[dict[str, Notify]] = {"immediate": _immediate, "celery": _celery}
+_ENGINES: Final[dict[str, Notify]] = {
+    "immediate": _immediate,
+    "tasks": _tasks,
+    "celery": _celery,
+}
 #: The ``ENGINE`` names this version can use.
 AVAILABLE: Final = frozenset(_ENGINES)
 
@@ -115,6 +129,10 @@ def engine(rules: OutboxSettings) -> Notify:
             f"{SETTING}['ENGINE'] is 'celery', but the celery package is not installed; "
             'install it (pip install "celery[redis]") or choose another engine.'
         )
+    if rules.engine == "tasks":
+        from .tasks import task
+
+        task(rules)  # refuses now, before anything is stored, when it cannot work
     try:
         return _ENGINES[rules.engine]
     except KeyError:

@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -53,7 +53,7 @@ from .conf import OutboxSettings, outbox_settings
 from .engines import engine
 from .models import OutboxMessage, OutboxRecipient
 
-__all__ = ["claim", "deliver", "deliver_due", "due_messages", "mailer_backend"]
+__all__ = ["OnClaim", "claim", "deliver", "deliver_due", "due_messages", "mailer_backend"]
 
 logger = logging.getLogger(__name__)
 _State = OutboxMessage.State
@@ -69,17 +69,33 @@ def _available(now: datetime) -> Q:
     )
 
 
-def claim(message_id: UUID, *, now: datetime, token: str, lease: float) -> OutboxMessage | None:
-    """Claim the message for ``token`` until ``now + lease``; return it, or None."""
+#: Called inside the claim's transaction with the message id and the lease's end.
+OnClaim = Callable[[UUID, datetime], None]
+
+
+def claim(
+    message_id: UUID,
+    *,
+    now: datetime,
+    token: str,
+    lease: float,
+    on_claim: OnClaim | None = None,
+) -> OutboxMessage | None:
+    """Claim the message for ``token`` until ``now + lease``; return it, or None.
+
+    ``on_claim`` runs inside the claiming transaction once the claim is made
+    (an engine schedules its look after the lease there: both or neither).
+    """
     db = router.db_for_write(OutboxMessage)
+    lease_until = now + timedelta(seconds=lease)
     with transaction.atomic(using=db):
         rows = OutboxMessage.objects.using(db).filter(_available(now), pk=message_id)
         if connections[db].features.has_select_for_update_skip_locked:
             if not list(rows.select_for_update(skip_locked=True).values_list("pk", flat=True)):
                 return None
-        claimed = rows.update(
-            state=_State.SENDING, lease_until=now + timedelta(seconds=lease), claimed_by=token
-        )
+        claimed = rows.update(state=_State.SENDING, lease_until=lease_until, claimed_by=token)
+        if claimed and on_claim is not None:
+            on_claim(message_id, lease_until)
     if not claimed:
         return None
     return OutboxMessage.objects.using(db).get(pk=message_id)
@@ -173,17 +189,24 @@ def _send(backend: BaseBackend, message: EmailMessage) -> dict[str, RecipientSta
 
 
 def deliver(
-    message_id: UUID | str, *, now: datetime | None = None, token: str | None = None
+    message_id: UUID | str,
+    *,
+    now: datetime | None = None,
+    token: str | None = None,
+    on_claim: OnClaim | None = None,
 ) -> OutboxMessage | None:
     """Make one attempt at the message if it is available; return it, or None if not.
 
     Transport failures are recorded, not raised. An unexpected error while
     sending leaves the recipients of the attempt ``unknown`` and is raised.
+    ``on_claim`` is given to :func:`claim`.
     """
     rules = outbox_settings()
     started = now or timezone.now()
     token = token or _token()
-    message = claim(UUID(str(message_id)), now=started, token=token, lease=rules.lease)
+    message = claim(
+        UUID(str(message_id)), now=started, token=token, lease=rules.lease, on_claim=on_claim
+    )
     if message is None:
         return None
     first = message.first_attempt_at or started

@@ -117,13 +117,13 @@ def test_a_message_larger_than_max_message_size_is_refused(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_engine_this_version_lacks_is_refused_before_storing(
+def test_a_task_backend_that_refuses_the_queue_is_refused_before_storing(
     smtp_server: ServerFactory, outbox: Any
 ) -> None:
-    """ENGINE 'tasks' is not provided yet: enqueue says so and stores nothing."""
+    """ENGINE 'tasks' whose backend does not take QUEUE: enqueue says so and stores nothing."""
     server = smtp_server()
-    outbox(server.host, server.port, ENGINE="tasks")
-    with pytest.raises(ImproperlyConfigured, match="'tasks'.*does not provide yet"):
+    outbox(server.host, server.port, ENGINE="tasks")  # TASKS unset: only the queue "default"
+    with pytest.raises(ImproperlyConfigured, match="does not accept the outbox's queue 'email'"):
         enqueue(_message())
     assert OutboxMessage.objects.count() == 0
 

@@ -146,15 +146,6 @@ def test_good_settings_pass_the_checks(settings: Any) -> None:
                 id="amsdal_mail.outbox.E006",
             ),
         ),
-        (
-            {"ENGINE": "tasks"},
-            checks.Warning(
-                "AMSDAL_EMAIL_OUTBOX['ENGINE'] is 'tasks', which this version of "
-                "django_amsdal_mail.outbox does not provide yet: enqueue() refuses.",
-                hint="Use one of ['celery', 'immediate'].",
-                id="amsdal_mail.outbox.W001",
-            ),
-        ),
     ],
     ids=lambda value: repr(value)[:40],
 )
