@@ -71,10 +71,18 @@ TEMPLATES = [
     }
 ]
 
+# SQLite shared by the site and its workers: write transactions take the lock at
+# once and wait for each other (instead of failing with "database is locked"), and
+# WAL lets readers go on while a worker writes.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DB_PATH") or BASE_DIR / "db.sqlite3",
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL;",
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

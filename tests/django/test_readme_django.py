@@ -1,13 +1,21 @@
-"""The Django examples in README.md run as written against a real SMTP server."""
+"""The Django examples in README.md run as written against a real SMTP server.
+
+The outbox's (README's "Outbox (background sending)" and docs/outbox.md, the same
+tests for both) run too: the setup block names real apps and valid settings, the
+``enqueue()`` example sends through the ``immediate`` engine once committed, the
+settings table is conf.py's keys and defaults, the worker commands name the queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.core import mail
 from django.core.mail import EmailMessage
 
@@ -81,3 +89,121 @@ def test_every_system_check_is_listed() -> None:
     assert {"E001", "W001", "W002"} <= ids
     listed = SECTION.split("**System checks**", 1)[1].split("\n\n", 1)[0]
     assert ids <= set(re.findall(r"\b([EW]\d{3})\b", listed))
+
+
+# -- the outbox: README's "Outbox (background sending)" and docs/outbox.md ----------------
+
+ROOT = README.parent
+OUTBOX_SECTION = (
+    README.read_text(encoding="utf-8")
+    .split("## Outbox (background sending)\n", 1)[1]
+    .split("\n## ", 1)[0]
+)
+OUTBOX_DOCS = (ROOT / "docs" / "outbox.md").read_text(encoding="utf-8")
+#: Where each outbox text lives, for the tests that read both.
+OUTBOX_TEXTS = {"README": OUTBOX_SECTION, "docs/outbox.md": OUTBOX_DOCS}
+
+
+def _outbox_block(text: str, marker: str) -> str:
+    (source,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if marker in b]
+    return source
+
+
+@pytest.mark.parametrize("where", OUTBOX_TEXTS)
+def test_outbox_setup_names_real_apps_backends_and_valid_settings(where: str) -> None:
+    """The setup block's apps import, its backends load, its settings pass the checks' parser."""
+    from django.utils.module_loading import import_string
+
+    from django_amsdal_mail.outbox.backend import OutboxBackend
+    from django_amsdal_mail.outbox.conf import OutboxSettings, inspect_outbox_settings
+
+    namespace: dict[str, Any] = {}
+    exec(_outbox_block(OUTBOX_TEXTS[where], "INSTALLED_APPS"), namespace)  # noqa: S102
+    apps = [app for app in namespace["INSTALLED_APPS"] if app is not Ellipsis]
+    assert {"django_amsdal_mail.outbox", "django_tasks_db"} <= set(apps)
+    for app in apps:
+        assert importlib.util.find_spec(app) is not None, app
+    assert import_string(namespace["EMAIL_BACKEND"]) is OutboxBackend
+    parsed, problems = inspect_outbox_settings(namespace["AMSDAL_EMAIL_OUTBOX"])
+    assert problems == [] and parsed is not None and parsed.engine == "tasks"
+    (backend,) = namespace["TASKS"].values()
+    assert import_string(backend["BACKEND"]).__name__ == "DatabaseBackend"
+    assert OutboxSettings().queue in backend["QUEUES"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", OUTBOX_TEXTS)
+def test_outbox_enqueue_example_sends_on_commit(
+    where: str,
+    settings: Any,
+    server: RecordingServer,
+    django_capture_on_commit_callbacks: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The enqueue() example stores the message and, once committed, the worker sends it."""
+    from django_amsdal_mail.outbox.models import OutboxMessage
+
+    settings.EMAIL_BACKEND = "django_amsdal_mail.backend.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = server.host, server.port
+    settings.AMSDAL_EMAIL_OUTBOX = {"ENGINE": "immediate"}
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    with django_capture_on_commit_callbacks(execute=True):
+        exec(_outbox_block(OUTBOX_TEXTS[where], "enqueue("), namespace)  # noqa: S102
+        assert server.messages == []
+
+    queued = OutboxMessage.objects.get()
+    assert (queued.priority, queued.state) == (5, "done")
+    (received,) = server.messages
+    assert received.rcpt_tos == ["customer@example.com"]
+    assert received.message["Subject"] == "Your order"
+    assert received.message["Message-ID"] == queued.message_id
+    assert str(queued.id) in capsys.readouterr().out
+
+
+def _table(text: str) -> dict[str, str]:
+    """Return the settings table of ``text``: key -> default, as written."""
+    return dict(re.findall(r"^\| `([A-Z_]+)` \| `([^`]+)` \|", text, re.M))
+
+
+@pytest.mark.parametrize("where", OUTBOX_TEXTS)
+def test_outbox_settings_table_is_conf(where: str) -> None:
+    """Every AMSDAL_EMAIL_OUTBOX key is in the table, with conf.py's true default."""
+    import ast
+    from dataclasses import fields
+
+    from django_amsdal_mail.outbox.conf import OutboxSettings
+
+    table = _table(OUTBOX_TEXTS[where])
+    defaults = OutboxSettings()
+    assert set(table) == {f.name.upper() for f in fields(OutboxSettings)}
+    for key, written in table.items():
+        assert ast.literal_eval(written) == getattr(defaults, key.lower()), key
+
+
+@pytest.mark.parametrize("where", OUTBOX_TEXTS)
+def test_outbox_worker_commands_listen_on_the_outbox_queue(where: str) -> None:
+    """The worker commands name the default QUEUE; the Celery block is valid settings."""
+    from django_amsdal_mail.outbox.conf import OutboxSettings, inspect_outbox_settings
+
+    text = " ".join(OUTBOX_TEXTS[where].split())
+    queue = OutboxSettings().queue
+    assert f"db_worker --queue-name {queue}" in text
+    assert f"celery -A proj worker -Q {queue}" in text
+    assert "django_amsdal_mail.outbox.tasks.deliver" in text
+    assert "django_amsdal_mail.outbox.deliver" in text
+    if where == "docs/outbox.md":
+        namespace: dict[str, Any] = {}
+        exec(_outbox_block(OUTBOX_DOCS, "CELERY_BROKER_URL"), namespace)  # noqa: S102
+        parsed, problems = inspect_outbox_settings(namespace["AMSDAL_EMAIL_OUTBOX"])
+        assert problems == [] and parsed is not None and parsed.engine == "celery"
+        timeout = namespace["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"]
+        assert timeout > parsed.max_retry_delay
+
+
+def test_outbox_docs_paths_exist() -> None:
+    """Every repository path docs/outbox.md names exists."""
+    roots = "tests|docs|demo|example_project|amsdal_mail|django_amsdal_mail"
+    paths = set(re.findall(rf"`((?:{roots})/[\w./-]*)`", OUTBOX_DOCS))
+    assert {"demo/outbox_part.py", "example_project/mysite/settings.py"} <= paths
+    for path in paths:
+        assert (ROOT / path).exists(), path
