@@ -24,7 +24,7 @@ from .exceptions import (
     TransportError,
     UnknownBackendError,
 )
-from .message import Alternative, Attachment, EmailMessage, RawPart
+from .message import DSN, Alternative, Attachment, EmailMessage, RawPart
 from .status import RecipientStatus, SendStatus
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "BaseBackend",
     "ConfigurationError",
     "ConnectError",
+    "DSN",
     "EmailMessage",
     "InvalidAddressError",
     "InvalidMessageError",

@@ -18,6 +18,7 @@ EXPECTED = {
     # values
     "Alternative",
     "Attachment",
+    "DSN",
     "EmailMessage",
     "RawPart",
     "RecipientStatus",

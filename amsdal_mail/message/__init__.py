@@ -6,6 +6,7 @@ parts, alternatives), :mod:`.email` the message and its validated form.
 """
 
 from .addresses import Address, parse_address
+from .dsn import DSN
 from .email import EmailMessage, Layout, ValidatedMessage
 from .parts import Alternative, Attachment, RawPart, normalize_line_endings
 
@@ -13,6 +14,7 @@ __all__ = [
     "Address",
     "Alternative",
     "Attachment",
+    "DSN",
     "EmailMessage",
     "Layout",
     "RawPart",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..exceptions import InvalidMessageError
 from .addresses import Address, address_list, parse_address
+from .dsn import DSN
 from .parts import Alternative, Attachment, RawPart, check_text
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ _SUBTYPE = re.compile(r"[a-z0-9.+-]+")
 _RENDERER_HEADERS = frozenset(
     {"mime-version", "content-type", "content-transfer-encoding", "content-disposition"}
 )
+_UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+_UNSUBSCRIBE_SCHEMES = ("https://", "http://", "mailto:")
+_URI_MAX = 900  # one URI per folded line, within the 998-octet line limit
+#: RFC 8058: the body of the one-click POST, announced with an https URI.
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class ValidatedMessage:
     mixed_subtype: str
     encoding: str
     layout: Layout = "standard"
+    #: The message's own DSN request (the backend fills in what it leaves out).
+    dsn: DSN | None = None
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -73,7 +81,12 @@ class EmailMessage:
     ``mixed_subtype`` (the subtype of the multipart that holds the
     attachments, default ``"mixed"``), ``encoding`` (charset of text parts,
     default utf-8), ``allow_local_addresses`` (accept bare local names such
-    as ``root``) and ``layout``:
+    as ``root``), ``dsn`` (a :class:`~amsdal_mail.DSN`: delivery status
+    notifications to ask for, over the backend's ``dsn_notify`` / ``dsn_ret``),
+    ``unsubscribe`` (an ``https://`` or ``mailto:`` URI, or a list of them:
+    adds ``List-Unsubscribe``, and for an https URI ``List-Unsubscribe-Post:
+    List-Unsubscribe=One-Click`` as RFC 8058 says; not together with such
+    headers in ``headers``) and ``layout``:
 
     - ``"standard"`` (the default): text and HTML (and other alternatives) in
       multipart/alternative; attachments with a ``content_id`` beside it in
@@ -109,6 +122,8 @@ class EmailMessage:
         encoding: str = "utf-8",
         allow_local_addresses: bool = False,
         layout: Layout = "standard",
+        dsn: DSN | None = None,
+        unsubscribe: str | Sequence[str] | None = None,
     ) -> None:
         self.subject = subject
         self.body = body
@@ -126,6 +141,8 @@ class EmailMessage:
         self.encoding = encoding
         self.allow_local_addresses = allow_local_addresses
         self.layout: Layout = layout
+        self.dsn = dsn
+        self.unsubscribe = unsubscribe
         #: This message's own send status, set after each send attempt.
         self.status: SendStatus | None = None
         self.validate()
@@ -169,13 +186,14 @@ class EmailMessage:
             cc=tuple(cc),
             reply_to=tuple(reply_to),
             recipients=_unique((*to, *cc, *bcc)),
-            headers=self._checked_headers(),
+            headers=self._checked_headers() + self._unsubscribe_headers(),
             attachments=self._checked_parts(),
             alternatives=self._checked_alternatives(),
             content_subtype=_subtype(self.content_subtype, "content_subtype"),
             mixed_subtype=_subtype(self.mixed_subtype or "mixed", "mixed_subtype"),
             encoding=self._checked_encoding(),
             layout=self._checked_layout(),
+            dsn=self._checked_dsn(),
         )
 
     def recipients(self) -> list[str]:
@@ -197,6 +215,35 @@ class EmailMessage:
                     field="headers",
                 )
             headers.append((name, check_text(str(value), f"header {name!r}")))
+        return tuple(headers)
+
+    def _checked_dsn(self) -> DSN | None:
+        if self.dsn is not None and not isinstance(self.dsn, DSN):
+            raise InvalidMessageError(
+                f"dsn must be an amsdal_mail.DSN, not {type(self.dsn).__name__}", field="dsn"
+            )
+        return self.dsn
+
+    def _unsubscribe_headers(self) -> tuple[tuple[str, str], ...]:
+        """Return the List-Unsubscribe headers of ``unsubscribe`` (RFC 2369, RFC 8058)."""
+        value = self.unsubscribe
+        if value is None:
+            return ()
+        uris = [value] if isinstance(value, str) else list(value)
+        if not uris:
+            return ()
+        given = [name for name in self.headers if name.lower() in _UNSUBSCRIBE_HEADERS]
+        if given:
+            raise InvalidMessageError(
+                f"unsubscribe and the header {given[0]!r} in headers both set the "
+                "unsubscribe link; give only one of them",
+                field="unsubscribe",
+            )
+        for uri in uris:
+            _check_uri(uri)
+        headers = [("List-Unsubscribe", ", ".join(f"<{uri}>" for uri in uris))]
+        if any(uri.lower().startswith("https://") for uri in uris):
+            headers.append(("List-Unsubscribe-Post", ONE_CLICK))
         return tuple(headers)
 
     def _checked_parts(self) -> tuple[Attachment | RawPart, ...]:
@@ -235,6 +282,31 @@ class EmailMessage:
                 f"layout must be 'standard' or 'django', got {layout!r}", field="layout"
             )
         return layout
+
+
+def _check_uri(uri: object) -> None:
+    """Refuse an unsubscribe URI that is not a plain https, http or mailto URI."""
+    if not isinstance(uri, str):
+        raise InvalidMessageError(
+            f"unsubscribe must be a URI string or a list of them, not {type(uri).__name__}",
+            field="unsubscribe",
+        )
+    scheme_ok = uri.lower().startswith(_UNSUBSCRIBE_SCHEMES)
+    rest = uri.partition(":")[2].lstrip("/")
+    if (
+        not scheme_ok
+        or not rest
+        or not uri.isascii()
+        or any(c in uri for c in "<>, ")
+        or any(ord(c) < 33 or ord(c) == 127 for c in uri)
+        or len(uri) > _URI_MAX
+    ):
+        raise InvalidMessageError(
+            f"unsubscribe URI {uri!r} is not valid: use an https:// URL (one-click, RFC 8058) "
+            f"or a mailto: address, ASCII without spaces, '<', '>' or ',', at most "
+            f"{_URI_MAX} characters (percent-encode the rest)",
+            field="unsubscribe",
+        )
 
 
 def _subtype(value: object, field_name: str) -> str:

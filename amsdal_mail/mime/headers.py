@@ -22,6 +22,9 @@ _WORD_OVERHEAD = len("=?utf-8?q??=")
 _MIN_FIRST_WORD = _WORD_OVERHEAD + 12
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender", "bcc"})
 _REPLACEABLE = frozenset({"from", "to", "cc", "reply-to", "subject", "date", "message-id"})
+# Structured headers of URIs in angle brackets (RFC 2369, RFC 8058): written as
+# given when ASCII, folded only between URIs, never as encoded-words.
+_URI_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 _NEEDS_QUOTING = re.compile(r'[()<>\[\]:;@\\,."]')
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but TAB
 
@@ -203,6 +206,8 @@ def header_lines(msg: ValidatedMessage, message_id: str, date: str) -> list[str]
             continue
         if lower in _ADDRESS_HEADERS:
             out.append(_address_header(name, _header_addresses(name, value)))
+        elif lower in _URI_HEADERS and value.isascii() and not _CONTROL.search(value):
+            out.append(_fold(name, value.split(" ")))
         else:
             out.append(_unstructured(name, value))
     out.append("MIME-Version: 1.0")

@@ -9,6 +9,14 @@ and DATA go out in one write; without it, one command at a time, stopping as
 soon as the outcome is known. Recipients refused with 452 (too many
 recipients) get a further transaction.
 
+When the server offers DSN (RFC 3461) and the message asks for notifications
+(its own :class:`~amsdal_mail.DSN` or the backend's ``dsn_notify`` /
+``dsn_ret``), MAIL FROM carries ``RET`` and ``ENVID`` and every RCPT TO
+``NOTIFY`` and ``ORCPT``, xtext-encoded. ORCPT is ``rfc822;`` and the
+address, or, for a non-ASCII local part (SMTPUTF8), RFC 6533's ``utf-8;``
+type in its all-ASCII ``utf-8-addr-xtext`` form (``\\x{E9}``), which a server
+accepts with or without SMTPUTF8. Without DSN on offer nothing is added.
+
 A 421 reply anywhere means the server is closing the connection (RFC 5321
 3.8): nothing more is written on it, not even RSET, and the commands it left
 unanswered count as answered with that 421.
@@ -21,10 +29,20 @@ from dataclasses import dataclass, field
 
 from ..exceptions import ProtocolError, ServerDisconnectedError
 from ..message import ValidatedMessage
-from ..mime import render_chunks
+from ..message.dsn import DSN, RET_WORDS, merge_dsn, utf8_addr_xtext, xtext
+from ..mime import make_message_id, render_chunks
 from ..status import SendStatus, SMTPCode, SMTPReply, status_from_transaction
 
-__all__ = ["Envelope", "Progress", "Step", "dot_stuff", "prepare_envelope", "transaction"]
+__all__ = [
+    "Envelope",
+    "Progress",
+    "Step",
+    "dot_stuff",
+    "mail_command",
+    "prepare_envelope",
+    "rcpt_command",
+    "transaction",
+]
 
 DATA_END = b".\r\n"
 _CLOSING = int(SMTPCode.SERVICE_UNAVAILABLE)
@@ -42,6 +60,8 @@ class Envelope:
     smtputf8: bool = False
     #: The data holds bytes over 127 (8bit text parts), so BODY=8BITMIME is declared.
     eight_bit: bool = False
+    #: The DSN request (RFC 3461), with its ENVID filled in; None for none.
+    dsn: DSN | None = None
 
     @property
     def size(self) -> int:
@@ -79,15 +99,25 @@ class Progress:
         self.closing = False
 
 
-def prepare_envelope(valid: ValidatedMessage) -> Envelope:
-    """Render the validated message ``valid`` and return its envelope."""
-    chunks = render_chunks(valid)
+def prepare_envelope(valid: ValidatedMessage, *, dsn: DSN | None = None) -> Envelope:
+    """Render the validated message ``valid`` and return its envelope.
+
+    ``dsn`` is the backend's DSN request (``dsn_notify`` / ``dsn_ret``); the
+    message's own :class:`~amsdal_mail.DSN` fields win over it, and ENVID
+    defaults to the message's Message-ID.
+    """
+    message_id = None
+    if dsn is not None or valid.dsn is not None:
+        given = [value for name, value in valid.headers if name.lower() == "message-id"]
+        message_id = given[0] if given else make_message_id(valid.from_address.ascii_domain)
+    chunks = render_chunks(valid, message_id=message_id)
     return Envelope(
         sender=valid.from_address.envelope,
         recipients=tuple((a.addr_spec, a.envelope) for a in valid.recipients),
         chunks=chunks,
         smtputf8=valid.needs_smtputf8,
         eight_bit=not all(chunk.isascii() for chunk in chunks),
+        dsn=merge_dsn(valid.dsn, dsn, message_id),
     )
 
 
@@ -127,7 +157,28 @@ def mail_command(envelope: Envelope, features: Mapping[str, str]) -> bytes:
     if (envelope.eight_bit or envelope.smtputf8) and "8bitmime" in features:
         # Without 8BITMIME on offer the data goes as it is, as smtplib and Django send it.
         params += " BODY=8BITMIME"
+    dsn = envelope.dsn
+    if dsn is not None and "dsn" in features:
+        if dsn.ret is not None:
+            params += f" RET={RET_WORDS[dsn.ret]}"
+        if dsn.envid is not None:
+            params += f" ENVID={xtext(dsn.envid)}"
     return f"MAIL FROM:<{envelope.sender}>{params}\r\n".encode()
+
+
+def rcpt_command(envelope: Envelope, address: str, features: Mapping[str, str]) -> bytes:
+    """Return the RCPT TO command for ``address``, with NOTIFY and ORCPT when DSN applies."""
+    params = ""
+    dsn = envelope.dsn
+    if dsn is not None and "dsn" in features:
+        if dsn.notify_words:
+            params += " NOTIFY=" + ",".join(word.upper() for word in dsn.notify_words)
+        if address.isascii():
+            params += f" ORCPT=rfc822;{xtext(address)}"
+        else:
+            params += f" ORCPT=utf-8;{utf8_addr_xtext(address)}"
+    encoding = "utf-8" if envelope.smtputf8 else "ascii"
+    return f"RCPT TO:<{address}>{params}\r\n".encode(encoding)
 
 
 def transaction(
@@ -266,9 +317,8 @@ def _one_transaction(
     progress: Progress,
 ) -> Generator[Step, object, SendStatus]:
     """Run one transaction; return the status it gave its recipients."""
-    encoding = "utf-8" if envelope.smtputf8 else "ascii"
     commands = [mail_command(envelope, features)]
-    commands += [f"RCPT TO:<{addr}>\r\n".encode(encoding) for _, addr in recipients]
+    commands += [rcpt_command(envelope, addr, features) for _, addr in recipients]
     run = _pipelined if "pipelining" in features else _lock_step
     mail_reply, rcpt_replies, data_reply = yield from run(envelope, commands, progress)
     if (data_reply is None or not data_reply.is_positive) and not progress.closing:
