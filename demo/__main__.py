@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import django_part, library
+from . import django_part, library, outbox_part
 from .server import RecordingServer
 
 REFUSALS = {
@@ -12,7 +12,10 @@ REFUSALS = {
 
 
 def main() -> None:
-    """Start the embedded server, run each part of the demo, stop the server."""
+    """Start the embedded server, run each part of the demo, stop the server.
+
+    The outbox part has a server of its own (one that greylists a recipient).
+    """
     with RecordingServer(rcpt_replies=REFUSALS) as server:
         print(f"Embedded SMTP server listening on {server.host}:{server.port}")
         print("\n######## amsdal_mail library ########")
@@ -20,6 +23,8 @@ def main() -> None:
         print("\n######## Django example project ########")
         django_part.run(server)
         print(f"\nThe server received {len(server.messages)} message(s) in total.")
+    print("\n######## Django outbox: background sending through a worker ########")
+    outbox_part.run()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """What the mailroom remembers: each message sent and the fate of each recipient.
 
 A message sent inline gets one :class:`SentMessage` per send. A message sent
-through the outbox gets one per outbox message (``outbox_id``), whose records
-are updated after each attempt of the worker: they hold the latest outcome and
-the number of the attempt that gave it.
+through the outbox gets one per outbox message (``outbox_id``), with a record
+per recipient and attempt of the worker (``attempt`` counts from 1).
 """
 
 from django.db import models

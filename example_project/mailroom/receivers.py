@@ -3,8 +3,9 @@
 Inline sends (``django_amsdal_mail.backend.EmailBackend``) fire ``post_send``
 once per message, in the caller: each gets its own :class:`SentMessage`. The
 outbox's worker fires it after every attempt, with ``outbox_message`` and
-``attempt``: the records of that outbox message are updated in place, so they
-show the latest outcome of each recipient and the attempt that gave it.
+``attempt`` and the recipients of that attempt: each outbox message gets one
+:class:`SentMessage` and one record per recipient and attempt, so a ``451``
+followed by a ``250`` on the retry shows as two records.
 
 Set ``MAILROOM_RECORD_STATUS = False`` to turn recording off (the library's own
 test suite does, since most of its tests send mail without a database).
@@ -49,14 +50,14 @@ def record_status(
         outbox_id=outbox_message.pk,
         defaults={"subject": str(message.subject), "from_email": str(message.from_email)},
     )
-    for address, recipient in status.recipients.items():
-        RecipientRecord.objects.update_or_create(
+    RecipientRecord.objects.bulk_create(
+        RecipientRecord(
             message=sent,
             address=address,
-            defaults={
-                "status": recipient.status,
-                "code": recipient.code,
-                "response": recipient.response or "",
-                "attempt": attempt,
-            },
+            status=recipient.status,
+            code=recipient.code,
+            response=recipient.response or "",
+            attempt=attempt,
         )
+        for address, recipient in status.recipients.items()
+    )

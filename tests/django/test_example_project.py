@@ -174,9 +174,11 @@ def outbox_server(smtp_server: ServerFactory, settings: Any) -> RecordingServer:
     return server
 
 
-def _records(subject: str) -> dict[str, RecipientRecord]:
+def _records(subject: str) -> dict[tuple[str, int | None], RecipientRecord]:
+    """Return the records of the outbox message ``subject`` by (address, attempt)."""
     sent = SentMessage.objects.get(subject=subject)
-    return {r.address: r for r in sent.recipients.all()}
+    assert sent.outbox_id is not None
+    return {(r.address, r.attempt): r for r in sent.recipients.all()}
 
 
 def test_form_queues_and_the_worker_sends(
@@ -200,8 +202,10 @@ def test_form_queues_and_the_worker_sends(
     assert queued.state == "done"
     assert received.message["Message-ID"] == queued.message_id
     assert SentMessage.objects.get().outbox_id == queued.pk
-    for record in _records("Via outbox").values():
-        assert (record.status, record.code, record.attempt) == ("sent", 250, 1)
+    records = _records("Via outbox")
+    assert set(records) == {("alice@example.com", 1), ("bob@example.com", 1)}
+    for record in records.values():
+        assert (record.status, record.code) == ("sent", 250)
     page = client.get(response["Location"]).content.decode()
     assert "Message queued in the outbox" in page
     assert '<table id="outbox">' in page
@@ -218,13 +222,12 @@ def test_temporary_refusal_is_retried_only_to_that_recipient(
     with django_capture_on_commit_callbacks(execute=True):
         _post(client, to, subject="Busy at first")
 
-    first = _records("Busy at first")
-    assert (first["alice@example.com"].status, first["alice@example.com"].attempt) == ("sent", 1)
-    assert (first["busy@example.com"].status, first["busy@example.com"].code) == ("failed", 450)
-    assert (first["nobody@example.com"].status, first["nobody@example.com"].code) == (
-        "rejected",
-        550,
-    )
+    first = {key: (r.status, r.code) for key, r in _records("Busy at first").items()}
+    assert first == {
+        ("alice@example.com", 1): ("sent", 250),
+        ("busy@example.com", 1): ("failed", 450),
+        ("nobody@example.com", 1): ("rejected", 550),
+    }
     assert OutboxMessage.objects.get().state == "queued"
 
     # The mailbox is no longer busy; the retry is due after RETRY_BACKOFF (60 s).
@@ -236,10 +239,8 @@ def test_temporary_refusal_is_retried_only_to_that_recipient(
         ["alice@example.com"],
         ["busy@example.com"],
     ]
-    final = _records("Busy at first")
-    assert (final["busy@example.com"].status, final["busy@example.com"].attempt) == ("sent", 2)
-    assert (final["alice@example.com"].status, final["alice@example.com"].attempt) == ("sent", 1)
-    assert final["nobody@example.com"].status == "rejected"
+    final = {key: (r.status, r.code) for key, r in _records("Busy at first").items()}
+    assert final == {**first, ("busy@example.com", 2): ("sent", 250)}
     assert OutboxMessage.objects.get().state == "done"
     assert SentMessage.objects.count() == 1
 
@@ -266,5 +267,7 @@ def test_project_settings_migrate_and_pass_the_checks(tmp_path: Path) -> None:
     assert plan.returncode == 0, plan.stderr
     assert "[ ]" not in plan.stdout
     assert "[X] 0001_initial" in plan.stdout
-    checked = _manage("check", db=db)
-    assert checked.returncode == 0, checked.stderr
+    # Warnings fail too: the tasks engine is usable, its backend defers, QUEUE is accepted.
+    checked = _manage("check", "--fail-level", "WARNING", db=db)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "no issues" in checked.stdout

@@ -8,7 +8,8 @@
   does that.
 * ``wait`` polls the outbox until every message is ``done`` (at most
   ``--timeout`` seconds), then prints each recipient's final status and how many
-  attempts it took. It fails, printing what is still pending, if the time runs out.
+  attempts it took, and every attempt as the ``post_send`` receiver recorded it in
+  the worker. It fails, printing what is still pending, if the time runs out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db import transaction
 
 from django_amsdal_mail.outbox import enqueue
 from django_amsdal_mail.outbox.models import OutboxMessage
+from mailroom.models import RecipientRecord
 from mailroom.views import build_message
 
 #: How often ``wait`` looks at the outbox.
@@ -105,3 +107,11 @@ class Command(BaseCommand):
                 out(
                     f"    {r.address:22} {r.status:9} {code:4} x{r.attempts}  {r.response}".rstrip()
                 )
+        out("\nEach attempt, as post_send reported it in the worker (attempt, recipient, status):")
+        records = RecipientRecord.objects.filter(message__outbox_id__isnull=False)
+        for record in records.select_related("message").order_by("attempt", "id"):
+            code = "" if record.code is None else str(record.code)
+            out(
+                f"  #{record.attempt} {record.message.subject!r:16} {record.address:22} "
+                f"{record.status:9} {code:4} {record.response}".rstrip()
+            )
