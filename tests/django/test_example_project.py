@@ -271,3 +271,43 @@ def test_project_settings_migrate_and_pass_the_checks(tmp_path: Path) -> None:
     checked = _manage("check", "--fail-level", "WARNING", db=db)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "no issues" in checked.stdout
+
+
+def test_admin_shows_the_outbox_and_retries_now(
+    client: Client,
+    outbox_server: RecordingServer,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """The project's admin lists the outbox, filters by recipient status, and retries."""
+    with django_capture_on_commit_callbacks(execute=True):
+        _post(client, "alice@example.com, busy@example.com", subject="Watched in the admin")
+    User.objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(User.objects.get(username="admin"))
+    changelist = reverse("admin:amsdal_outbox_outboxmessage_changelist")
+
+    listed = client.get(changelist)
+    assert listed.status_code == 200
+    assert "Watched in the admin" in listed.content.decode()
+    failed = client.get(changelist, {"recipient_status": "failed"}).content.decode()
+    assert "Watched in the admin" in failed
+    sent_only = client.get(changelist, {"recipient_status": "invalid"}).content.decode()
+    assert "Watched in the admin" not in sent_only
+
+    queued = OutboxMessage.objects.get()
+    page = client.get(reverse("admin:amsdal_outbox_outboxmessage_change", args=[queued.pk]))
+    assert page.status_code == 200
+    assert "busy@example.com" in page.content.decode()
+    assert "4.2.1 Mailbox busy" in page.content.decode()
+
+    # The mailbox is free again; "Retry now" sends at once (the immediate engine, on commit).
+    del outbox_server.rcpt_replies["busy@example.com"]
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(changelist, {"action": "retry_now", "_selected_action": [str(queued.pk)]})
+    assert [m.rcpt_tos for m in outbox_server.messages] == [
+        ["alice@example.com"],
+        ["busy@example.com"],
+    ]
+    assert dict(queued.recipients.values_list("address", "status")) == {
+        "alice@example.com": "sent",
+        "busy@example.com": "sent",
+    }

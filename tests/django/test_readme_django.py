@@ -207,3 +207,44 @@ def test_outbox_docs_paths_exist() -> None:
     assert {"demo/outbox_part.py", "example_project/mysite/settings.py"} <= paths
     for path in paths:
         assert (ROOT / path).exists(), path
+
+
+def _outbox_commands(text: str) -> list[str]:
+    """Return the arguments of every ``manage.py amsdal_outbox ...`` quoted in ``text``."""
+    return [
+        " ".join(args.split())
+        for args in re.findall(r"manage\.py\s+amsdal_outbox\s+([\w .-]+?)\s*(?:`|#|\n|\()", text)
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", OUTBOX_TEXTS)
+def test_outbox_commands_run_as_quoted(
+    where: str, settings: Any, smtp_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each quoted ``amsdal_outbox`` command runs; ``retry --failed`` queues the failed again."""
+    from django.core.management import call_command
+
+    from django_amsdal_mail.outbox import enqueue
+    from django_amsdal_mail.outbox.models import OutboxRecipient
+
+    busy = smtp_server(rcpt_replies={"busy@example.com": "450 4.2.1 Mailbox busy"})
+    settings.EMAIL_BACKEND = "django_amsdal_mail.backend.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = busy.host, busy.port
+    settings.AMSDAL_EMAIL_OUTBOX = {"ENGINE": "immediate"}
+    from django_amsdal_mail.outbox.worker import deliver
+
+    (row,) = enqueue(EmailMessage("s", "b", "from@example.com", ["busy@example.com"]))
+    deliver(row.pk)
+    recipient = OutboxRecipient.objects.get()
+    assert recipient.status == "failed"
+
+    commands = _outbox_commands(OUTBOX_TEXTS[where])
+    assert {c.split()[0] for c in commands} == {"status", "retry", "prune"}
+    for command in commands:
+        call_command("amsdal_outbox", *command.split())
+        if command.startswith("retry") and "--unknown" not in command:
+            recipient.refresh_from_db()
+            assert recipient.status == "queued", command
+    output = capsys.readouterr().out
+    assert "failed" in output
