@@ -248,3 +248,15 @@ def test_outbox_commands_run_as_quoted(
             assert recipient.status == "queued", command
     output = capsys.readouterr().out
     assert "failed" in output
+
+
+def test_outbox_docs_list_every_outbox_check() -> None:
+    """docs/outbox.md names every check id the outbox defines."""
+    import django_amsdal_mail.outbox
+
+    modules = Path(django_amsdal_mail.outbox.__file__).parent.glob("*.py")
+    source = "".join(module.read_text(encoding="utf-8") for module in modules)
+    ids = set(re.findall(r'"amsdal_mail\.outbox\.([EW]\d{3})"', source))
+    assert {"E001", "E007", "W001"} <= ids
+    listed = OUTBOX_DOCS.split("**System checks**", 1)[1].split("\n\n", 1)[0]
+    assert ids <= set(re.findall(r"`([EW]\d{3})`", listed))
