@@ -6,7 +6,7 @@ from .models import RecipientRecord, SentMessage
 class RecipientRecordInline(admin.TabularInline):
     model = RecipientRecord
     extra = 0
-    readonly_fields = ["address", "status", "code", "response"]
+    readonly_fields = ["address", "status", "code", "response", "attempt"]
 
 
 @admin.register(SentMessage)
@@ -17,5 +17,5 @@ class SentMessageAdmin(admin.ModelAdmin):
 
 @admin.register(RecipientRecord)
 class RecipientRecordAdmin(admin.ModelAdmin):
-    list_display = ["address", "status", "code", "response", "message"]
+    list_display = ["address", "status", "code", "attempt", "response", "message"]
     list_filter = ["status"]

@@ -245,9 +245,9 @@ def test_temporary_refusal_is_retried_only_to_that_recipient(
     assert SentMessage.objects.count() == 1
 
 
-def _manage(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+def _manage(*args: str, db: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["EXAMPLE_DB_PATH"] = str(db)
+    env.update(EXAMPLE_DB_PATH=str(db), **extra)
     return subprocess.run(
         [sys.executable, str(MANAGE), *args],
         env=env,
@@ -311,3 +311,33 @@ def test_admin_shows_the_outbox_and_retries_now(
         "alice@example.com": "sent",
         "busy@example.com": "sent",
     }
+
+
+def test_project_without_a_worker_sends_in_the_request(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    """EXAMPLE_OUTBOX_ENGINE=immediate (as the README says): sent at once, still via the outbox."""
+    server = smtp_server()
+    db = tmp_path / "db.sqlite3"
+    where = {"EXAMPLE_EMAIL_HOST": server.host, "EXAMPLE_EMAIL_PORT": str(server.port)}
+    assert _manage("migrate", "--noinput", db=db).returncode == 0
+
+    queued = _manage("sendtestemail", "queued@example.com", db=db, **where)
+    assert queued.returncode == 0, queued.stderr
+    assert server.messages == [], "the tasks engine sends only from a worker"
+
+    sent = _manage(
+        "sendtestemail", "now@example.com", db=db, EXAMPLE_OUTBOX_ENGINE="immediate", **where
+    )
+    assert sent.returncode == 0, sent.stderr
+    (received,) = server.messages
+    assert received.rcpt_tos == ["now@example.com"]
+    rows = _manage(
+        "shell",
+        "-c",
+        "from django_amsdal_mail.outbox.models import OutboxRecipient as R; "
+        "print(sorted(R.objects.values_list('address', 'status')))",
+        db=db,
+    )
+    assert "('now@example.com', 'sent')" in rows.stdout, rows.stderr
+    assert "('queued@example.com', 'queued')" in rows.stdout
