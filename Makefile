@@ -30,9 +30,10 @@ define make_venv
 endef
 
 # Servers some tests start on 127.0.0.1 (Redis for the Celery outbox engine,
-# PostgreSQL for the outbox's worker-concurrency tests), from Debian's packages,
+# PostgreSQL for the outbox's worker-concurrency tests, Postfix for the DSN
+# tests, configured by the tests themselves), from Debian's packages,
 # installed when missing (as root; elsewhere those tests say why they skip).
-SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb
+SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix
 services:
 	@missing=""; \
 	for pair in $(SERVICE_PACKAGES); do \
@@ -43,6 +44,7 @@ services:
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "==> installing$$missing"; \
+			echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
 			echo "==> not installed:$$missing (the tests that need them say so)"; \
