@@ -12,12 +12,25 @@ The environment is read once per resolution. An ``AMSDAL_EMAIL_*`` variable
 set to an empty value (``AMSDAL_EMAIL_USE_TLS=``) is:
 
 * unset, for a string setting (host, user, password, certificate files,
-  local hostname; ``AMSDAL_EMAIL_BACKEND`` too);
+  local hostname, the OAuth2 token provider; ``AMSDAL_EMAIL_BACKEND`` too);
 * a :class:`~amsdal_mail.ConfigurationError` naming the variable, for a
   boolean or a number (``USE_TLS``, ``USE_SSL``, ``ALLOW_INSECURE_AUTH``,
-  ``PORT``, ``TIMEOUT``, ``MAX_RETRIES``, ``RETRY_BACKOFF``): an empty value
-  there is more often a mistake than a choice, so it must be given a value
-  or unset.
+  ``PORT``, ``TIMEOUT``, ``MAX_RETRIES``, ``RETRY_BACKOFF``,
+  ``MAX_MESSAGES_PER_CONNECTION``, ``RATE_LIMIT``): an empty value there is
+  more often a mistake than a choice, so it must be given a value or unset.
+
+``oauth2_token`` is an access token (a string) or a token provider: a
+callable returning one (sync, or async on the async path), called with
+``force_refresh=True`` when the server refused the token it gave. The
+environment names a provider by dotted path
+(``AMSDAL_EMAIL_OAUTH2_TOKEN_PROVIDER=myproject.mail.get_token``), imported
+when the settings are resolved.
+
+``dsn_notify`` (NOTIFY words, ``"failure,delay"``) and ``dsn_ret``
+(``headers`` / ``full``) ask every message for delivery status notifications
+(RFC 3461); ``dkim_selector``, ``dkim_domain`` and ``dkim_private_key`` (PEM
+text; or ``dkim_private_key_file``) sign every message with DKIM, all or none
+of them (an empty ``AMSDAL_EMAIL_DKIM_*`` variable is unset).
 
 Booleans accept true/false, 1/0, yes/no, on/off, y/n, t/f in any case.
 """
@@ -25,13 +38,16 @@ Booleans accept true/false, 1/0, yes/no, on/off, y/n, t/f in any case.
 from __future__ import annotations
 
 import enum
+import importlib
+import math
 import os
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from .exceptions import ConfigurationError
+from .message.dsn import parse_notify, parse_ret
 
 __all__ = [
     "ENV_PREFIX",
@@ -39,8 +55,11 @@ __all__ = [
     "UNSET",
     "Layer",
     "Resolution",
+    "OAuth2Token",
     "SMTPSettings",
     "SettingProblem",
+    "TokenProvider",
+    "TokenProviderPath",
     "env_var",
     "environment_layer",
     "inspect_smtp_settings",
@@ -89,7 +108,34 @@ _ENV_NAMES: Final = {
     "allow_insecure_auth": "ALLOW_INSECURE_AUTH",
     "max_retries": "MAX_RETRIES",
     "retry_backoff": "RETRY_BACKOFF",
+    "dsn_notify": "DSN_NOTIFY",
+    "dsn_ret": "DSN_RET",
+    "dkim_selector": "DKIM_SELECTOR",
+    "dkim_domain": "DKIM_DOMAIN",
+    "dkim_private_key": "DKIM_PRIVATE_KEY",
+    "dkim_private_key_file": "DKIM_PRIVATE_KEY_FILE",
+    "oauth2_token": "OAUTH2_TOKEN_PROVIDER",
+    "max_messages_per_connection": "MAX_MESSAGES_PER_CONNECTION",
+    "rate_limit": "RATE_LIMIT",
 }
+
+#: A callable returning an OAuth2 access token (or an awaitable of one, on the
+#: async path); it may accept ``force_refresh``, passed as True on the one retry
+#: after the server refused the token it gave.
+TokenProvider = Callable[..., "str | Awaitable[str]"]
+#: What ``oauth2_token`` takes: an access token, or a :data:`TokenProvider`.
+OAuth2Token = str | TokenProvider
+
+
+@dataclass(frozen=True, slots=True)
+class TokenProviderPath:
+    """A token provider named by dotted path (``"myproject.mail.get_token"``), imported on use.
+
+    The environment layer gives ``AMSDAL_EMAIL_OAUTH2_TOKEN_PROVIDER`` as one,
+    the Django layer ``EMAIL_OAUTH2_TOKEN_PROVIDER`` when it is a string.
+    """
+
+    path: str
 
 
 def env_var(name: str) -> str:
@@ -119,6 +165,22 @@ class SMTPSettings:
     allow_insecure_auth: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    #: DSN (RFC 3461) NOTIFY words for every message, e.g. ("failure", "delay"); None: none.
+    dsn_notify: tuple[str, ...] | None = None
+    #: DSN RET for every message: "headers" or "full"; None: the server's choice.
+    dsn_ret: str | None = None
+    #: DKIM signing: selector, signing domain and private key (PEM text, or the
+    #: file holding it); all or none of them. The key never shows in the repr.
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key: str | None = field(default=None, repr=False)
+    dkim_private_key_file: str | None = None
+    #: An access token or a provider of one; never shown in the repr.
+    oauth2_token: OAuth2Token | None = field(default=None, repr=False)
+    #: After this many messages a connection is closed and a new one opened (None: no limit).
+    max_messages_per_connection: int | None = None
+    #: Messages per second one backend may start, on all its connections (None: no limit).
+    rate_limit: float | None = None
 
     def as_options(self) -> dict[str, Any]:
         """Return every setting as an explicit option (``ssl_context`` included).
@@ -219,12 +281,115 @@ def _parse_str(value: object, name: str) -> str | None:
     return value or None
 
 
+def _parse_notify(value: object, name: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        return parse_notify(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} {exc}") from None
+
+
+def _parse_ret(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_ret(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} {exc}") from None
+
+
+def _parse_pem(value: object, name: str) -> str | None:
+    """Return PEM text; bytes are decoded, and ``\\n`` in a one-line value is a line break."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be PEM text, got {type(value).__name__}")
+    if "\n" not in value and "\\n" in value:
+        value = value.replace("\\n", "\n")
+    return value.strip() or None
+
+
 def _parse_backoff(value: object, name: str) -> float:
     seconds = _parse_timeout(value, name)
     if seconds is None:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return seconds
 
+
+def _parse_limit(value: object, name: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+        return None
+    try:
+        count = int(value) if not isinstance(value, (bool, float)) else 0  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise ConfigurationError(
+            f"{name} must be a whole number of messages >= 1 (or none for no limit), got {value!r}"
+        )
+    return count
+
+
+def _parse_rate(value: object, name: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+        return None
+    try:
+        rate = float(value) if not isinstance(value, bool) else -1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rate = -1.0
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ConfigurationError(
+            f"{name} must be a number of messages per second > 0 (or none for no limit), "
+            f"got {value!r}"
+        )
+    return rate
+
+
+def import_token_provider(path: str, name: str) -> TokenProvider:
+    """Return the callable that the dotted ``path`` names (``package.module.attribute``).
+
+    Raises :class:`ConfigurationError` naming ``name`` (the setting or
+    variable) when it cannot be imported or is not callable.
+    """
+    module_name, _, attribute = path.strip().rpartition(".")
+    if not module_name or not attribute:
+        raise ConfigurationError(
+            f"{name} must be the dotted path of a callable (package.module.function), got {path!r}"
+        )
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"{name}: cannot import {path!r}: {exc}") from exc
+    if not callable(found):
+        raise ConfigurationError(
+            f"{name}: {path!r} is a {type(found).__name__}, not a callable returning a token"
+        )
+    provider: TokenProvider = found
+    return provider
+
+
+def _parse_oauth2_token(value: object, name: str) -> OAuth2Token | None:
+    # Error texts never show a token: only its type, or the path of a provider.
+    if isinstance(value, TokenProviderPath):
+        return import_token_provider(value.path, name)
+    if value is None or callable(value):
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{name} must be an access token (str) or a callable returning one, "
+            f"got {type(value).__name__}"
+        )
+    if any(c in value for c in "\r\n\0\x01"):
+        raise ConfigurationError(f"{name} must not contain CR, LF, NUL or ^A")
+    return value or None
+
+
+#: Parsers of text settings, whose empty environment variable counts as unset.
+_TEXT_PARSERS: Final = (_parse_str, _parse_pem)
+_DKIM: Final = ("dkim_selector", "dkim_domain", "dkim_private_key", "dkim_private_key_file")
 
 _PARSERS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "host": _parse_str,
@@ -240,7 +405,20 @@ _PARSERS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "allow_insecure_auth": parse_bool,
     "max_retries": _parse_count,
     "retry_backoff": _parse_backoff,
+    "dsn_notify": _parse_notify,
+    "dsn_ret": _parse_ret,
+    "dkim_selector": _parse_str,
+    "dkim_domain": _parse_str,
+    "dkim_private_key": _parse_pem,
+    "dkim_private_key_file": _parse_str,
+    "oauth2_token": _parse_oauth2_token,
+    "max_messages_per_connection": _parse_limit,
+    "rate_limit": _parse_rate,
 }
+#: The options an empty environment variable leaves unset (the others refuse it).
+_EMPTY_IS_UNSET: Final = frozenset(
+    {name for name, parser in _PARSERS.items() if parser in _TEXT_PARSERS} | {"oauth2_token"}
+)
 
 #: The option names :func:`resolve_smtp_settings` accepts (besides ``ssl_context``).
 SETTING_NAMES: Final = frozenset(_PARSERS)
@@ -286,8 +464,8 @@ def environment_layer(environ: Mapping[str, str] | None = None) -> Layer:
         if raw is None:
             continue
         if raw.strip():
-            values[name] = raw
-        elif _PARSERS[name] is not _parse_str:
+            values[name] = TokenProviderPath(raw) if name == "oauth2_token" else raw
+        elif name not in _EMPTY_IS_UNSET:
             values[name] = _BLANK
     return Layer(values, {name: env_var(name) for name in values})
 
@@ -320,6 +498,31 @@ def _parse(name: str, value: Any, label: str) -> Any:
     return _PARSERS[name](value, label)
 
 
+def _dkim_problems(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[SettingProblem]:
+    """Return the problem of an incomplete DKIM configuration (all of it or none is needed)."""
+    given = [name for name in _DKIM if values.get(name)]
+    if not given:
+        return []
+    names = ", ".join(sources.get(name, name) for name in given)
+    if values.get("dkim_private_key") and values.get("dkim_private_key_file"):
+        error = ConfigurationError(
+            f"dkim_private_key and dkim_private_key_file are both set ({names}); set only one"
+        )
+        return [SettingProblem(("dkim_private_key", "dkim_private_key_file"), error)]
+    missing = [name for name in ("dkim_selector", "dkim_domain") if not values.get(name)]
+    if not (values.get("dkim_private_key") or values.get("dkim_private_key_file")):
+        missing.append("dkim_private_key (or dkim_private_key_file)")
+    if not missing:
+        return []
+    error = ConfigurationError(
+        f"DKIM signing needs dkim_selector, dkim_domain and dkim_private_key (or "
+        f"dkim_private_key_file): {names} set, {', '.join(missing)} missing (environment: "
+        f"{ENV_PREFIX}DKIM_SELECTOR, {ENV_PREFIX}DKIM_DOMAIN, {ENV_PREFIX}DKIM_PRIVATE_KEY "
+        f"or {ENV_PREFIX}DKIM_PRIVATE_KEY_FILE)"
+    )
+    return [SettingProblem(tuple(given), error)]
+
+
 def _combine(
     values: dict[str, Any], sources: Mapping[str, str], keyfile_needs_certfile: bool
 ) -> list[SettingProblem]:
@@ -341,6 +544,30 @@ def _combine(
     if keyfile_needs_certfile and values.get("ssl_keyfile") and not values.get("ssl_certfile"):
         error = ConfigurationError("ssl_keyfile is set but ssl_certfile is not; set both")
         return [SettingProblem(("ssl_keyfile", "ssl_certfile"), error)]
+    dkim = _dkim_problems(values, sources)
+    if dkim:
+        return dkim
+    return _oauth_problems(values, sources)
+
+
+def _oauth_problems(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[SettingProblem]:
+    """Return the problems of ``oauth2_token`` with the other credentials."""
+    if values.get("oauth2_token") is None:
+        return []
+    token = sources.get("oauth2_token", "oauth2_token")
+    if values.get("password"):
+        password = sources.get("password", "password")
+        error = ConfigurationError(
+            f"password (from {password}) and oauth2_token (from {token}) are mutually "
+            "exclusive: OAuth2 logs in with the token alone; remove the password"
+        )
+        return [SettingProblem(("password", "oauth2_token"), error)]
+    if not values.get("username"):
+        error = ConfigurationError(
+            f"oauth2_token (from {token}) needs username: the mailbox the token was issued "
+            "for (set username, AMSDAL_EMAIL_USER)"
+        )
+        return [SettingProblem(("oauth2_token", "username"), error)]
     return []
 
 

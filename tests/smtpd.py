@@ -23,22 +23,31 @@ scripts can use it too::
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import email
 import email.message
 import email.policy
 import errno
+import json
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, get_args
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 __all__ = [
+    "GMAIL_BAD_TOKEN",
+    "MICROSOFT_BAD_TOKEN",
+    "OAUTH_MECHANISMS",
     "SERVER_HOSTNAME",
+    "AuthAttempt",
+    "OAuthStyle",
     "ReceivedMessage",
     "RecordingServer",
     "ServerFactory",
@@ -52,6 +61,24 @@ offered but optional, or implicit TLS from the first byte."""
 
 SERVER_HOSTNAME = "mail.test"
 """Name the server uses in its greeting and EHLO reply (avoids ``socket.getfqdn()``)."""
+
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+"""The OAuth2 SASL mechanisms the server can offer."""
+
+OAuthStyle = Literal["gmail", "microsoft"]
+"""How the server refuses a bad XOAUTH2 token: as Gmail does (a 334 challenge carrying
+base64 JSON, then 535 after the client's empty line) or as Exchange Online does (535
+at once)."""
+
+GMAIL_BAD_TOKEN = (
+    "535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+    "535 5.7.8  https://support.google.com/mail/?p=BadCredentials"
+)
+"""Gmail's final reply to a refused XOAUTH2 token."""
+MICROSOFT_BAD_TOKEN = "535 5.7.3 Authentication unsuccessful [AM0PR02CA0001.eurprd02.prod.test]"
+"""Exchange Online's reply to a refused XOAUTH2 token."""
+_OAUTHBEARER_BAD_TOKEN = "535 5.7.8 Authentication credentials invalid"
+_AUTH_LINE_LIMIT = 12288  # RFC 4954: an AUTH command line may be this long (a large token)
 
 _OK = "250 OK"
 _AUTH_REQUIRED = "530 5.7.0 Authentication required"
@@ -80,6 +107,8 @@ class ReceivedMessage:
     """The login the client authenticated as on that connection, if any."""
     tls: bool = False
     """Whether the message was sent over an encrypted connection."""
+    started: float = 0.0
+    """``time.monotonic()`` when its MAIL FROM arrived (the start of its transaction)."""
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -91,6 +120,28 @@ class ReceivedMessage:
         parsed = email.message_from_bytes(self.data, policy=email.policy.default)
         assert isinstance(parsed, email.message.EmailMessage)
         return parsed
+
+
+@dataclass
+class AuthAttempt:
+    """One OAuth2 AUTH exchange as the server saw it (``RecordingServer.auth_attempts``)."""
+
+    mechanism: str
+    """``XOAUTH2`` or ``OAUTHBEARER``."""
+    user: str
+    """The login the client gave (``user=`` or the GS2 ``a=``, unescaped)."""
+    token: str
+    """The bearer token the client gave."""
+    accepted: bool
+    """Whether the token was the valid one for that user."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """The key=value fields of the client response (``host``, ``port``, ``auth``)."""
+    gs2_header: str = ""
+    """OAUTHBEARER's GS2 header as sent (``n,a=user,``)."""
+    continuation: bytes | None = None
+    """What the client answered the error challenge with (decoded), if one was sent."""
+    session_id: int = 0
+    """Which connection the attempt was made on."""
 
 
 class ServerFactory(Protocol):
@@ -137,6 +188,12 @@ class RecordingServer:
     * ``auth`` -- username to password. When given, AUTH PLAIN and LOGIN are
       advertised (also without TLS) and required before MAIL; wrong credentials get
       ``535``. When not given, AUTH is not advertised.
+    * ``oauth`` -- username to the one access token the server accepts for it (the
+      dict is kept: a test may change a token while the server runs). When given,
+      the ``oauth_mechanisms`` are advertised and AUTH is required before MAIL; each
+      exchange is recorded in ``auth_attempts``. A bad token is refused as
+      ``oauth_style`` says for XOAUTH2, and as RFC 7628 says for OAUTHBEARER (a 334
+      error challenge, the client's ``^A``, then 535).
     * ``rcpt_replies`` -- recipient address to a full reply line (``"550 5.1.1 No such
       user"``, ``"450 4.2.0 Try later"``) used instead of ``250 OK``; addresses are
       compared case-insensitively.
@@ -160,6 +217,9 @@ class RecordingServer:
         data_size_limit: int | None = None,
         enable_smtputf8: bool = True,
         hostname: str = "127.0.0.1",
+        oauth: dict[str, str] | None = None,
+        oauth_mechanisms: tuple[str, ...] = OAUTH_MECHANISMS,
+        oauth_style: OAuthStyle = "gmail",
     ) -> None:
         if tls not in get_args(TlsMode):
             raise ValueError(f"tls must be one of {get_args(TlsMode)}, not {tls!r}")
@@ -168,6 +228,16 @@ class RecordingServer:
         self.tls: TlsMode = tls
         self.server_context = server_context
         self.auth = dict(auth) if auth is not None else None
+        unknown = set(oauth_mechanisms) - set(OAUTH_MECHANISMS)
+        if unknown or oauth_style not in get_args(OAuthStyle):
+            raise ValueError(
+                f"oauth_mechanisms from {OAUTH_MECHANISMS}, oauth_style gmail|microsoft"
+            )
+        self.oauth = oauth
+        self.oauth_mechanisms = tuple(oauth_mechanisms)
+        self.oauth_style: OAuthStyle = oauth_style
+        self.auth_attempts: list[AuthAttempt] = []
+        """Every OAuth2 AUTH exchange, in order."""
         self.rcpt_replies = {
             _bare_address(address): _check_reply(reply, "rcpt_replies")
             for address, reply in (rcpt_replies or {}).items()
@@ -276,7 +346,8 @@ class RecordingServer:
             # aiosmtpd's auth_required, which warns when combined with this.
             "auth_require_tls": False,
             "authenticator": self._authenticate,
-            "require_auth": self.auth is not None,
+            "require_auth": self.auth is not None or self.oauth is not None,
+            "long_auth": self.oauth is not None,
         }
         if self.tls in ("starttls", "starttls_optional"):
             smtp_options["tls_context"] = self.server_context
@@ -300,6 +371,18 @@ class RecordingServer:
         with self._changed:
             self._ehlo_count += 1
             self._changed.notify_all()
+
+    def _record_auth(self, attempt: AuthAttempt) -> None:
+        with self._changed:
+            self.auth_attempts.append(attempt)
+            self._changed.notify_all()
+
+    def _advertised(self) -> list[str]:
+        """Return the AUTH mechanisms the EHLO reply lists."""
+        mechanisms = ["LOGIN", "PLAIN"] if self.auth is not None else []
+        if self.oauth is not None:
+            mechanisms += self.oauth_mechanisms
+        return mechanisms
 
     def _record(self, message: ReceivedMessage, *, accepted: bool) -> None:
         with self._changed:
@@ -339,9 +422,61 @@ class _Handler:
     ) -> list[str]:
         session.host_name = hostname  # the hook has to do this itself
         self.recorder._ehlo_received()
-        if self.recorder.auth is None:
-            responses = [line for line in responses if not line.startswith("250-AUTH ")]
+        offered = self.recorder._advertised()
+        responses = [line for line in responses if not line.startswith("250-AUTH ")]
+        if offered:
+            responses.insert(-1, "250-AUTH " + " ".join(offered))
         return responses
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """XOAUTH2 (Google, Microsoft): ``user=U^Aauth=Bearer T^A^A``."""
+        return await self._oauth(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        """OAUTHBEARER (RFC 7628): ``n,a=U,^Ahost=H^Aport=P^Aauth=Bearer T^A^A``."""
+        return await self._oauth(server, args, "OAUTHBEARER")
+
+    async def _oauth(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
+        recorder = self.recorder
+        if recorder.oauth is None or mechanism not in recorder.oauth_mechanisms:
+            await server.push("504 5.5.4 Unrecognized authentication type")
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            response = await server.challenge_auth("")
+            if response is MISSING:
+                return AuthResult(success=False, handled=True)
+            assert isinstance(response, bytes)
+        else:
+            try:
+                response = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        attempt = _parse_oauth(mechanism, response)
+        if attempt is None:
+            await server.push("501 5.5.2 Malformed " + mechanism + " client response")
+            return AuthResult(success=False, handled=True)
+        assert isinstance(server, _RecordingSMTP)
+        attempt.session_id = server.connection_id
+        attempt.accepted = recorder.oauth.get(attempt.user) == attempt.token
+        if attempt.accepted:
+            recorder._record_auth(attempt)
+            return AuthResult(success=True, auth_data=attempt.user)
+        if mechanism == "XOAUTH2" and recorder.oauth_style == "microsoft":
+            recorder._record_auth(attempt)
+            return AuthResult(success=False, handled=False, message=MICROSOFT_BAD_TOKEN)
+        if mechanism == "XOAUTH2":
+            error = {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+            final = GMAIL_BAD_TOKEN
+        else:
+            error = {"status": "invalid_token", "scope": "mail", "schemes": "Bearer"}
+            final = _OAUTHBEARER_BAD_TOKEN
+        answer = await server.challenge_auth(json.dumps(error))
+        attempt.continuation = answer if isinstance(answer, bytes) else None
+        recorder._record_auth(attempt)
+        if answer is MISSING:  # "*" or bad base64: already answered
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=final)
 
     async def handle_MAIL(
         self,
@@ -353,6 +488,7 @@ class _Handler:
     ) -> str:
         if self.recorder.mail_reply:
             return self.recorder.mail_reply
+        envelope.amsdal_started = time.monotonic()  # type: ignore[attr-defined]
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return _OK
@@ -389,6 +525,7 @@ class _Handler:
             peer_cert=server.transport.get_extra_info("peercert") or None,
             auth_user=auth_user if isinstance(auth_user, str) else None,
             tls=server.transport.get_extra_info("ssl_object") is not None,
+            started=getattr(envelope, "amsdal_started", 0.0),
         )
         reply = self.recorder.data_reply
         self.recorder._record(message, accepted=reply is None)
@@ -398,10 +535,22 @@ class _Handler:
 class _RecordingSMTP(SMTP):
     """aiosmtpd's SMTP protocol, plus connection numbering and optional required AUTH."""
 
-    def __init__(self, handler: _Handler, *, require_auth: bool, **options: Any) -> None:
+    def __init__(
+        self, handler: _Handler, *, require_auth: bool, long_auth: bool = False, **options: Any
+    ) -> None:
+        if long_auth:
+            # An AUTH line carrying a large OAuth2 token may be as long as RFC 4954
+            # allows: the stream reader's buffer must take it (it is made in
+            # __init__); the 1000-octet check of DATA lines stays.
+            self.line_length_limit = _AUTH_LINE_LIMIT
         super().__init__(handler, **options)
+        self.line_length_limit = SMTP.line_length_limit
         self.require_auth = require_auth
         self.connection_id = 0
+        if long_auth:
+            # An instance's own limits (aiosmtpd keeps a class-wide dict).
+            self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+            self.command_size_limits["AUTH"] = _AUTH_LINE_LIMIT
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # aiosmtpd calls this again, with the TLS transport, after STARTTLS; only
@@ -418,6 +567,30 @@ class _RecordingSMTP(SMTP):
             await self.push(_AUTH_REQUIRED)
             return True
         return False
+
+
+def _parse_oauth(mechanism: str, response: bytes) -> AuthAttempt | None:
+    """Return the attempt a client response describes, or None when it is malformed."""
+    try:
+        text = response.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.endswith("\x01\x01"):
+        return None
+    gs2 = ""
+    if mechanism == "OAUTHBEARER":
+        gs2, sep, text = text.partition("\x01")
+        parts = gs2.split(",")
+        if not sep or len(parts) != 3 or parts[0] != "n" or not parts[1].startswith("a="):
+            return None
+        user = parts[1][2:].replace("=2C", ",").replace("=3D", "=")
+    fields = dict(item.partition("=")[::2] for item in text[:-2].split("\x01") if item)
+    if mechanism == "XOAUTH2":
+        user = fields.get("user", "")
+    auth = fields.get("auth", "")
+    if not auth.startswith("Bearer "):
+        return None
+    return AuthAttempt(mechanism, user, auth[len("Bearer ") :], False, fields, gs2)
 
 
 class _Controller(Controller):

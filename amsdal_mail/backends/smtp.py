@@ -12,13 +12,16 @@ import asyncio
 import ipaddress
 import logging
 import threading
+from collections.abc import Generator
 from typing import Any
 
 from ..config import SMTPSettings, resolve_smtp_settings
 from ..exceptions import ConfigurationError
-from ..message import EmailMessage, ValidatedMessage
+from ..message import DSN, EmailMessage, ValidatedMessage
+from ..mime.dkim import signer_from_settings
 from ..smtp.aio import AsyncDriver
-from ..smtp.flow import RetryPolicy, connect_flow, send_flow
+from ..smtp.flow import Action, RetryPolicy, connect_flow, send_flow
+from ..smtp.limits import RateBudget
 from ..smtp.sync import SyncDriver
 from ..smtp.transaction import Envelope, prepare_envelope
 from ..status import SendStatus
@@ -44,12 +47,22 @@ class SMTPBackend(BaseBackend):
     Settings (``host``, ``port``, ``username``, ``password``, ``use_tls``,
     ``use_ssl``, ``timeout``, ``ssl_certfile``, ``ssl_keyfile``,
     ``ssl_context``, ``local_hostname``, ``allow_insecure_auth``,
-    ``max_retries``, ``retry_backoff``) come from the arguments, else the
-    ``AMSDAL_EMAIL_*`` environment, else the defaults; see
+    ``max_retries``, ``retry_backoff``, ``oauth2_token``,
+    ``max_messages_per_connection``, ``rate_limit``) come from the arguments,
+    else the ``AMSDAL_EMAIL_*`` environment, else the defaults; see
     :func:`amsdal_mail.config.resolve_smtp_settings`.
 
+    ``dsn_notify`` / ``dsn_ret`` ask every message for delivery status
+    notifications where the server offers DSN (a message's own
+    :class:`~amsdal_mail.DSN` wins); ``dkim_selector``, ``dkim_domain`` and
+    ``dkim_private_key`` (or ``dkim_private_key_file``) sign every message
+    (extra ``[dkim]``), the key checked here, at construction.
+
     Outside a ``with`` block each call opens and closes its own connection;
-    inside one, a single connection serves every message.
+    inside one, a single connection serves every message (replaced by a new
+    one after ``max_messages_per_connection`` messages). ``rate_limit`` is
+    one budget for the backend: every connection, sync and async, draws
+    from it.
     """
 
     def __init__(self, *, fail_silently: bool = False, **options: Any) -> None:
@@ -58,16 +71,23 @@ class SMTPBackend(BaseBackend):
         s = self.settings
         if s.username and not s.is_encrypted and not s.allow_insecure_auth:
             if not _is_loopback(s.host):
+                secret = "OAuth2 token" if s.oauth2_token is not None else "password"
                 raise ConfigurationError(
-                    f"refusing to send the password for {s.username!r} unencrypted to "
+                    f"refusing to send the {secret} for {s.username!r} unencrypted to "
                     f"{s.host}:{s.port}; set use_tls=True (STARTTLS, port 587) or "
                     "use_ssl=True (port 465), or allow_insecure_auth=True "
                     "(AMSDAL_EMAIL_ALLOW_INSECURE_AUTH) if you really mean it"
                 )
         self._policy = RetryPolicy(max_retries=s.max_retries, backoff=s.retry_backoff)
-        self._driver = SyncDriver(s)
+        #: The rate budget every connection of this backend draws from (None: no limit).
+        self.budget = RateBudget(s.rate_limit) if s.rate_limit is not None else None
+        self._driver = SyncDriver(s, self.budget)
         self._lock = threading.RLock()
         self._adriver: AsyncDriver | None = None
+        #: The DSN request of every message (dsn_notify, dsn_ret); None: none.
+        self.dsn = DSN(notify=s.dsn_notify, ret=s.dsn_ret) if s.dsn_notify or s.dsn_ret else None
+        #: Signs every message when DKIM is configured; None otherwise.
+        self.signer = signer_from_settings(s)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings!r}>"
@@ -90,11 +110,19 @@ class SMTPBackend(BaseBackend):
     def _is_open(self) -> bool:
         return self._driver.is_connected()
 
+    def _envelope(self, valid: ValidatedMessage) -> Envelope:
+        """Render ``valid`` with this backend's DSN request and DKIM signer."""
+        return prepare_envelope(valid, dsn=self.dsn, signer=self.signer)
+
     def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
-        envelope = prepare_envelope(valid)
+        envelope = self._envelope(valid)
         with self._lock:
-            status = self._driver.run(send_flow(envelope, self._policy))
+            status = self._driver.run(self._flow(envelope), message=True)
         return _logged(envelope, status)
+
+    def _flow(self, envelope: Envelope) -> Generator[Action, object, SendStatus]:
+        """Return the flow that delivers ``envelope`` with this backend's policy and budget."""
+        return send_flow(envelope, self._policy, throttle=self.budget is not None)
 
     # --- async -----------------------------------------------------------------
 
@@ -115,15 +143,15 @@ class SMTPBackend(BaseBackend):
     def _shared_driver(self) -> AsyncDriver:
         """Return the async connection that outlives a call (made on demand)."""
         if self._adriver is None:
-            self._adriver = AsyncDriver(self.settings)
+            self._adriver = AsyncDriver(self.settings, self.budget)
         return self._adriver
 
     async def _adeliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
         return await self._adeliver_on(self._shared_driver(), valid)
 
     async def _adeliver_on(self, driver: AsyncDriver, valid: ValidatedMessage) -> SendStatus:
-        envelope = prepare_envelope(valid)
-        return _logged(envelope, await driver.run(send_flow(envelope, self._policy)))
+        envelope = self._envelope(valid)
+        return _logged(envelope, await driver.run(self._flow(envelope), message=True))
 
     async def _asend_batch(self, batch: list[Checked], concurrency: int) -> None:
         """Spread the batch over up to ``concurrency`` connections.
@@ -145,7 +173,7 @@ class SMTPBackend(BaseBackend):
                     await driver.quit()
 
         drivers = [
-            shared if i == 0 and shared is not None else AsyncDriver(self.settings)
+            shared if i == 0 and shared is not None else AsyncDriver(self.settings, self.budget)
             for i in range(min(concurrency, len(batch)))
         ]
         results = await asyncio.gather(*(lane(d) for d in drivers), return_exceptions=True)

@@ -11,8 +11,10 @@ while it is unread, so it cannot take pipelined replies.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import smtplib
+import time
 from collections import deque
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -20,8 +22,17 @@ from typing import Any, TypeVar
 from ..exceptions import MissingDependencyError
 from ..status import SMTPReply
 from .driver import CLOSING, Driver, FlowRun, local_hostname
-from .flow import Action, Connect, Sleep
-from .handshake import auth_mechanism, ehlo_features, wants_starttls
+from .flow import Action, Connect, Sleep, Throttle
+from .handshake import (
+    OAUTH_MECHANISMS,
+    FetchToken,
+    auth_mechanism,
+    checked_token,
+    ehlo_features,
+    oauth_login,
+    provider_kwargs,
+    wants_starttls,
+)
 from .transaction import Step
 from .wire import COALESCE, ReplyLimitError, ReplyParser, plan_writes
 
@@ -67,10 +78,13 @@ class AsyncDriver(Driver["_ReplyReader"]):
             reader.abort()
         await reader.close(min(timeout or 5.0, 5.0))
 
-    async def run(self, flow: Generator[Action, object, _R]) -> _R:
+    async def run(self, flow: Generator[Action, object, _R], *, message: bool = False) -> _R:
         """Carry out the actions of ``flow`` until it returns; return its result.
 
-        Raises the :class:`~amsdal_mail.TransportError` the flow gives up on.
+        With ``message`` the flow sent one message: it counts against
+        ``max_messages_per_connection``, and the connection is closed when
+        that limit is reached. Raises the :class:`~amsdal_mail.TransportError`
+        the flow gives up on.
         """
         errors = (OSError, import_aiosmtplib().SMTPException)
         async with self.lock:
@@ -82,11 +96,18 @@ class AsyncDriver(Driver["_ReplyReader"]):
                     run.fail(exc)
                 else:
                     run.resume(value)
+            if message and self.message_done():
+                await self.quit()
             return run.result
 
     async def do_sleep(self, action: Sleep) -> None:
         """Wait before a retry."""
         await asyncio.sleep(action.seconds)
+
+    async def do_throttle(self, action: Throttle) -> None:
+        """Wait until the rate budget (shared with every connection) lets a message start."""
+        while (wait := self.throttle_wait(time.monotonic())) > 0:
+            await asyncio.sleep(wait)
 
     async def do_exchange(self, action: Step) -> list[SMTPReply]:
         """Write the step's bytes and return its replies."""
@@ -122,7 +143,7 @@ class AsyncDriver(Driver["_ReplyReader"]):
                 await client.ehlo()
             features = ehlo_features(client.esmtp_extensions)
             mechanism = auth_mechanism(s, features, self.where)
-            if mechanism is not None:
+            if mechanism is not None and mechanism not in OAUTH_MECHANISMS:
                 await getattr(client, _LOGIN[mechanism])(s.username or "", s.password or "")
             transport = client.transport
             if not isinstance(transport, asyncio.Transport) or transport.is_closing():
@@ -133,7 +154,47 @@ class AsyncDriver(Driver["_ReplyReader"]):
         # From here on the transport is this driver's: aiosmtplib is not used again.
         reader = _ReplyReader(transport)
         transport.set_protocol(reader)
+        if mechanism in OAUTH_MECHANISMS:
+            # Logged in over the reader: the same parser reads the replies.
+            try:
+                await self._oauth_login(reader, mechanism, action.refresh_token)
+            except BaseException:
+                reader.abort()
+                raise
         self.connected(reader, features)
+
+    async def _oauth_login(self, reader: _ReplyReader, mechanism: str, force_refresh: bool) -> None:
+        """Carry out :func:`~.handshake.oauth_login` over ``reader``."""
+        login = oauth_login(mechanism, self.settings, self.where, force_refresh=force_refresh)
+        value: object = None
+        while True:
+            try:
+                step = login.send(value)
+            except StopIteration:
+                return
+            if isinstance(step, FetchToken):
+                value = await self._token(step.force_refresh)
+            else:
+                (value,) = await reader.exchange([step.line], 1, self.settings.timeout)
+
+    async def _token(self, force_refresh: bool) -> str:
+        """Return a token from ``oauth2_token``: a string, an async provider's, or a sync one's.
+
+        A sync provider runs in a thread (it may fetch the token over HTTP),
+        so the event loop is not blocked.
+        """
+        source = self.settings.oauth2_token
+        if isinstance(source, str):
+            return source
+        assert source is not None
+        kwargs = provider_kwargs(source, force_refresh)
+        if inspect.iscoroutinefunction(source):
+            result = await source(**kwargs)
+        else:
+            result = await asyncio.to_thread(source, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        return checked_token(result, source)
 
 
 class _ReplyReader(asyncio.Protocol):

@@ -21,7 +21,8 @@ from ..config import SMTPSettings
 from ..exceptions import ServerDisconnectedError, TransportError
 from ..status import SMTPCode
 from .errors import translate
-from .flow import Action, Connect, Connection, Sleep
+from .flow import Action, Connect, Connection, Sleep, Throttle
+from .limits import RateBudget, closes_after
 from .transaction import Step
 
 __all__ = ["CLOSING", "Driver", "FlowRun", "local_hostname"]
@@ -29,7 +30,7 @@ __all__ = ["CLOSING", "Driver", "FlowRun", "local_hostname"]
 _R = TypeVar("_R")
 _L = TypeVar("_L")  # what a driver holds for one connection
 #: The driver method that carries out each kind of action.
-_IO = {Sleep: "do_sleep", Connect: "do_connect", Step: "do_exchange"}
+_IO = {Sleep: "do_sleep", Connect: "do_connect", Step: "do_exchange", Throttle: "do_throttle"}
 
 
 @functools.cache
@@ -53,12 +54,19 @@ class Driver(Generic[_L]):
     async, the I/O of each action: ``do_connect`` (connect, then hand the
     new link and its EHLO features to :meth:`connected`),
     ``do_exchange`` (write a :class:`~.transaction.Step`'s bytes, return its
-    replies, stopping after a :data:`CLOSING` one) and ``do_sleep``. Their
-    loop calls the one :attr:`FlowRun.io` names.
+    replies, stopping after a :data:`CLOSING` one), ``do_sleep`` and
+    ``do_throttle`` (wait as :attr:`budget` says). Their loop calls the one
+    :attr:`FlowRun.io` names.
+
+    ``budget`` is the backend's ``rate_limit``, shared by all its drivers.
     """
 
-    def __init__(self, settings: SMTPSettings) -> None:
+    def __init__(self, settings: SMTPSettings, budget: RateBudget | None = None) -> None:
         self.settings = settings
+        #: The backend's rate budget (None without ``rate_limit``).
+        self.budget = budget
+        #: Messages the current connection has served (for ``max_messages_per_connection``).
+        self.served = 0
         #: The current connection, None when there is none.
         self.link: _L | None = None
         #: The EHLO keywords of the current connection.
@@ -95,6 +103,22 @@ class Driver(Generic[_L]):
         self.link = link
         self.features = features
         self.used = False
+        self.served = 0
+
+    def message_done(self) -> bool:
+        """Count a message sent on the current connection.
+
+        Return True when ``max_messages_per_connection`` says the connection
+        must now be closed (the next message opens a new one).
+        """
+        if self.link is None:
+            return False
+        self.served += 1
+        return closes_after(self.served, self.settings.max_messages_per_connection)
+
+    def throttle_wait(self, now: float) -> float:
+        """Return 0.0 when a message may start at clock reading ``now``, else the wait."""
+        return 0.0 if self.budget is None else self.budget.try_start(now)
 
     def translate(self, exc: BaseException) -> TransportError:
         """Return the amsdal_mail error for what an action raised."""

@@ -22,6 +22,7 @@ from ..exceptions import (
     TransportError,
 )
 from ..status import FAILED, INVALID, REJECTED, UNKNOWN, RecipientStatus, SendStatus, SMTPCode
+from .handshake import TokenRefusedError
 from .transaction import Envelope, Progress, Step, transaction
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Connection",
     "RetryPolicy",
     "Sleep",
+    "Throttle",
     "connect_flow",
     "send_flow",
 ]
@@ -42,9 +44,12 @@ class Connect:
     """Make sure a connection is ready; the flow is sent a :class:`Connection`.
 
     With ``fresh`` the current connection (if any) is dropped and a new one made.
+    With ``refresh_token`` (only with ``fresh``) an OAuth2 login asks the token
+    provider with ``force_refresh=True``: the server refused the token before.
     """
 
     fresh: bool = False
+    refresh_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,12 @@ class Sleep:
     seconds: float
 
 
-Action = Step | Connect | Sleep
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Wait until the backend's ``rate_limit`` lets a message start; the flow is sent None."""
+
+
+Action = Step | Connect | Sleep | Throttle
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +135,25 @@ def _connection(result: object) -> Connection:
     return result
 
 
-def send_flow(envelope: Envelope, policy: RetryPolicy) -> Generator[Action, object, SendStatus]:
+def _refresh(error: TransportError, refreshed: bool) -> bool:
+    """Return True when ``error`` is a refused OAuth2 token worth one refresh."""
+    if isinstance(error, TokenRefusedError) and not refreshed:
+        logger.info(
+            "the server refused the OAuth2 token; asking the provider for a new one "
+            "(force_refresh=True) on a new connection"
+        )
+        return True
+    return False
+
+
+def send_flow(
+    envelope: Envelope, policy: RetryPolicy, *, throttle: bool = False
+) -> Generator[Action, object, SendStatus]:
     """Deliver one message: connect, transact, retry what is temporary; return its status.
 
-    The flow decides, after an action raised or the replies came:
+    With ``throttle`` (a ``rate_limit`` is set) each transaction waits for
+    :class:`Throttle` first. The flow decides, after an action raised or the
+    replies came:
 
     * the message data was sent but its reply never came: ``unknown``, never resent;
     * otherwise a retryable error (connection lost, timeout, 4xx at connect) is
@@ -136,6 +161,8 @@ def send_flow(envelope: Envelope, policy: RetryPolicy) -> Generator[Action, obje
       backoff; a reused connection that turns out dead is replaced once for free;
     * recipients refused with 4xx (on MAIL, RCPT or DATA) are retried, only
       they, in a new transaction (on a new connection after a 421); 5xx is final;
+    * an OAuth2 token the server refused is fetched again once, with
+      ``force_refresh=True``, on a new connection;
     * anything else is raised to the caller.
     """
     keys = envelope.keys
@@ -143,21 +170,28 @@ def send_flow(envelope: Envelope, policy: RetryPolicy) -> Generator[Action, obje
     esp_response: str | None = None
     pending = list(envelope.recipients)
     attempt = 0
-    fresh = False
+    fresh = refresh = refreshed = False
     free_reconnect = True
     while True:
         progress = Progress()
         try:
-            connection = _connection((yield Connect(fresh)))
-            fresh, progress.reused = False, connection.reused
+            connection = _connection((yield Connect(fresh, refresh)))
+            fresh = refresh = False
+            progress.reused = connection.reused
             refused = _unsendable(envelope, connection.features)
             if refused is not None:
                 return refused
+            if throttle:
+                yield Throttle()
             status = yield from transaction(envelope, pending, connection.features, progress)
         except TransportError as error:
             if progress.data_sent:
                 final.update(dict.fromkeys((k for k, _ in pending), _unknown(error)))
                 return _ordered(keys, final, esp_response)
+            if _refresh(error, refreshed):
+                fresh = refresh = refreshed = True
+                continue
+            refresh = False
             if not _retryable(error):
                 raise
             fresh = True
@@ -201,13 +235,19 @@ def connect_flow(policy: RetryPolicy) -> Generator[Action, object, Connection]:
 
     For ``open()`` / ``aopen()``: a 421 greeting, a refused or timed-out
     connect or a dropped connection is retried up to ``policy.max_retries``
-    times with backoff; TLS, AUTH and configuration problems are raised at once.
+    times with backoff; TLS, AUTH and configuration problems are raised at once,
+    except a refused OAuth2 token, fetched again once as :func:`send_flow` does.
     """
     attempt = 0
+    refresh = refreshed = False
     while True:
         try:
-            return _connection((yield Connect(fresh=attempt > 0)))
+            return _connection((yield Connect(attempt > 0 or refresh, refresh)))
         except TransportError as error:
+            if _refresh(error, refreshed):
+                refresh = refreshed = True
+                continue
+            refresh = False
             if not _retryable(error) or attempt >= policy.max_retries:
                 raise
             attempt += 1

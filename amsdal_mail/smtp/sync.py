@@ -19,8 +19,17 @@ from typing import Any, TypeVar
 
 from ..status import SMTPReply
 from .driver import CLOSING, Driver, FlowRun, local_hostname
-from .flow import Action, Connect, Sleep
-from .handshake import auth_mechanism, ehlo_features, wants_starttls
+from .flow import Action, Connect, Sleep, Throttle
+from .handshake import (
+    OAUTH_MECHANISMS,
+    FetchToken,
+    auth_mechanism,
+    checked_token,
+    ehlo_features,
+    oauth_login,
+    provider_kwargs,
+    wants_starttls,
+)
 from .transaction import Step
 from .wire import ReplyLimitError, ReplyParser, plan_writes
 
@@ -45,10 +54,13 @@ class SyncDriver(Driver["_Connection"]):
             except (OSError, smtplib.SMTPException):
                 conn.close()
 
-    def run(self, flow: Generator[Action, object, _R]) -> _R:
+    def run(self, flow: Generator[Action, object, _R], *, message: bool = False) -> _R:
         """Carry out the actions of ``flow`` until it returns; return its result.
 
-        Raises the :class:`~amsdal_mail.TransportError` the flow gives up on.
+        With ``message`` the flow sent one message: it counts against
+        ``max_messages_per_connection``, and the connection is closed when
+        that limit is reached. Raises the :class:`~amsdal_mail.TransportError`
+        the flow gives up on.
         """
         run = FlowRun(self, flow)
         while run.action is not None:
@@ -58,11 +70,18 @@ class SyncDriver(Driver["_Connection"]):
                 run.fail(exc)
             else:
                 run.resume(value)
+        if message and self.message_done():
+            self.quit()
         return run.result
 
     def do_sleep(self, action: Sleep) -> None:
         """Wait before a retry."""
         time.sleep(action.seconds)
+
+    def do_throttle(self, action: Throttle) -> None:
+        """Wait until the rate budget lets a message start."""
+        while (wait := self.throttle_wait(time.monotonic())) > 0:
+            time.sleep(wait)
 
     def do_exchange(self, action: Step) -> list[SMTPReply]:
         """Write the step's bytes and return its replies."""
@@ -101,13 +120,38 @@ class SyncDriver(Driver["_Connection"]):
                 conn.ehlo()
             features = ehlo_features(conn.esmtp_features)
             mechanism = auth_mechanism(s, features, self.where)
-            if mechanism is not None:
+            if mechanism in OAUTH_MECHANISMS:
+                self._oauth_login(conn, mechanism, action.refresh_token)
+            elif mechanism is not None:
                 conn.authenticate(mechanism, s.username or "", s.password or "")
         except BaseException:
             if conn is not None:
                 conn.close()
             raise
         self.connected(conn, features)
+
+    def _oauth_login(self, conn: _Connection, mechanism: str, force_refresh: bool) -> None:
+        """Carry out :func:`~.handshake.oauth_login` over ``conn``."""
+        login = oauth_login(mechanism, self.settings, self.where, force_refresh=force_refresh)
+        value: object = None
+        while True:
+            try:
+                step = login.send(value)
+            except StopIteration:
+                return
+            if isinstance(step, FetchToken):
+                value = self._token(step.force_refresh)
+            else:
+                conn.send_chunks([step.line])
+                value = conn.next_reply()
+
+    def _token(self, force_refresh: bool) -> str:
+        """Return a token from ``oauth2_token`` (a string, or a sync provider's answer)."""
+        source = self.settings.oauth2_token
+        if isinstance(source, str):
+            return source
+        assert source is not None
+        return checked_token(source(**provider_kwargs(source, force_refresh)), source)
 
 
 class _Connection(smtplib.SMTP):
