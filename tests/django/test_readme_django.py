@@ -260,3 +260,41 @@ def test_outbox_docs_list_every_outbox_check() -> None:
     assert {"E001", "E007", "W001"} <= ids
     listed = OUTBOX_DOCS.split("**System checks**", 1)[1].split("\n\n", 1)[0]
     assert ids <= set(re.findall(r"`([EW]\d{3})`", listed))
+
+
+@pytest.mark.django_db
+def test_outbox_sweep_command_sends_what_is_due(
+    settings: Any, smtp_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sweep quoted in docs/outbox.md sends a retry that fell due, and prints the count."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from django_amsdal_mail.outbox import enqueue
+    from django_amsdal_mail.outbox.models import OutboxMessage, OutboxRecipient
+
+    (code,) = re.findall(r'manage\.py shell -c "([^"]+)"', OUTBOX_DOCS)
+    busy = smtp_server(rcpt_replies={"busy@example.com": "450 4.2.1 Mailbox busy"})
+    settings.EMAIL_BACKEND = "django_amsdal_mail.backend.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = busy.host, busy.port
+    settings.AMSDAL_EMAIL_OUTBOX = {"ENGINE": "immediate"}
+    enqueue(
+        EmailMessage("s", "b", "from@example.com", ["busy@example.com"]),
+        run_after=timezone.now() - timedelta(seconds=1),
+    )
+    call_command("shell", "-c", code)
+    # The last line is the count (Django 5.2+ may first say what it imported).
+    assert capsys.readouterr().out.splitlines()[-1] == "1"
+    assert OutboxRecipient.objects.get().status == "failed"
+    assert busy.messages == []
+
+    # The mailbox is free again and the backoff has passed (the rows say so, not a sleep).
+    del busy.rcpt_replies["busy@example.com"]
+    OutboxRecipient.objects.update(next_attempt_at=timezone.now())
+    OutboxMessage.objects.update(next_attempt_at=timezone.now())
+    call_command("shell", "-c", code)
+    assert capsys.readouterr().out.splitlines()[-1] == "1"
+    assert OutboxRecipient.objects.get().status == "sent"
+    assert [m.rcpt_tos for m in busy.messages] == [["busy@example.com"]]
