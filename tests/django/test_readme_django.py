@@ -298,3 +298,14 @@ def test_outbox_sweep_command_sends_what_is_due(
     assert capsys.readouterr().out.splitlines()[-1] == "1"
     assert OutboxRecipient.objects.get().status == "sent"
     assert [m.rcpt_tos for m in busy.messages] == [["busy@example.com"]]
+
+
+def test_readme_links_to_its_own_sections_resolve() -> None:
+    """Every ``](#anchor)`` link of README.md names a heading (GitHub's slug) or an id."""
+    text = README.read_text(encoding="utf-8")
+    headings = re.findall(r"^#{1,6} (.+)$", text, re.M)
+    slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    slugs |= set(re.findall(r'<a id="([\w-]+)"', text))
+    links = set(re.findall(r"\]\(#([\w-]+)\)", text))
+    assert "outbox-background-sending" in links
+    assert links <= slugs, links - slugs
