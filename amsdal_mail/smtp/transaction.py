@@ -31,6 +31,7 @@ from ..exceptions import ProtocolError, ServerDisconnectedError
 from ..message import ValidatedMessage
 from ..message.dsn import DSN, RET_WORDS, merge_dsn, utf8_addr_xtext, xtext
 from ..mime import make_message_id, render_chunks
+from ..mime.dkim import DKIMSigner
 from ..status import SendStatus, SMTPCode, SMTPReply, status_from_transaction
 
 __all__ = [
@@ -99,18 +100,23 @@ class Progress:
         self.closing = False
 
 
-def prepare_envelope(valid: ValidatedMessage, *, dsn: DSN | None = None) -> Envelope:
+def prepare_envelope(
+    valid: ValidatedMessage, *, dsn: DSN | None = None, signer: DKIMSigner | None = None
+) -> Envelope:
     """Render the validated message ``valid`` and return its envelope.
 
     ``dsn`` is the backend's DSN request (``dsn_notify`` / ``dsn_ret``); the
     message's own :class:`~amsdal_mail.DSN` fields win over it, and ENVID
-    defaults to the message's Message-ID.
+    defaults to the message's Message-ID. With ``signer`` the message gets a
+    DKIM-Signature over exactly the bytes that are sent.
     """
     message_id = None
     if dsn is not None or valid.dsn is not None:
         given = [value for name, value in valid.headers if name.lower() == "message-id"]
         message_id = given[0] if given else make_message_id(valid.from_address.ascii_domain)
     chunks = render_chunks(valid, message_id=message_id)
+    if signer is not None:
+        chunks = signer.sign(chunks)
     return Envelope(
         sender=valid.from_address.envelope,
         recipients=tuple((a.addr_spec, a.envelope) for a in valid.recipients),
