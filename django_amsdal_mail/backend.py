@@ -32,7 +32,7 @@ from .flow import Open, Outcome, Request, Send, SendSignal, resume, send_flow
 from .settings import build_backend, resolve_mailer
 
 if TYPE_CHECKING:
-    from amsdal_mail.config import _Unset
+    from amsdal_mail.config import OAuth2Token, _Unset
 
 __all__ = ["EmailBackend"]
 
@@ -49,7 +49,9 @@ class EmailBackend(BaseEmailBackend):
     ``ssl_keyfile``, ``ssl_certfile``, ``fail_silently``), plus ``backend``:
     the amsdal_mail backend to send through (``smtp`` by default, or
     ``console``, ``locmem``, ``file``, ``dummy``, a registered name or a
-    dotted path; ``AMSDAL_EMAIL_BACKEND`` when not given). Where they come
+    dotted path; ``AMSDAL_EMAIL_BACKEND`` when not given), and amsdal_mail's
+    ``oauth2_token`` (in compatibility mode also ``EMAIL_OAUTH2_TOKEN_PROVIDER``),
+    ``max_messages_per_connection`` and ``rate_limit``. Where they come
     from when not given is described in :mod:`django_amsdal_mail.settings`.
     Unlike Django's, the default timeout is 30 seconds, not None.
 
@@ -78,6 +80,9 @@ class EmailBackend(BaseEmailBackend):
         ssl_certfile: str | None | _Unset = UNSET,
         *,
         backend: str | None | _Unset = UNSET,
+        oauth2_token: OAuth2Token | None | _Unset = UNSET,
+        max_messages_per_connection: int | str | None | _Unset = UNSET,
+        rate_limit: float | str | None | _Unset = UNSET,
         alias: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -100,6 +105,9 @@ class EmailBackend(BaseEmailBackend):
             "ssl_keyfile": ssl_keyfile,
             "ssl_certfile": ssl_certfile,
             "backend": backend,
+            "oauth2_token": oauth2_token,
+            "max_messages_per_connection": max_messages_per_connection,
+            "rate_limit": rate_limit,
         }
         mailer = resolve_mailer(explicit, alias=alias)
         #: The amsdal_mail backend that sends (its own fail_silently stays off:

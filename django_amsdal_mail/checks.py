@@ -16,7 +16,10 @@ as the backend resolves it, and every problem is reported:
 * ``amsdal_mail.W001`` -- an ASGI project (``ASGI_APPLICATION`` set) sending over
   SMTP without aiosmtplib, which async sending needs;
 * ``amsdal_mail.W002`` -- a key file (``EMAIL_SSL_KEYFILE``, ``ssl_keyfile``) without
-  its certificate: accepted, as Django accepts it, but ignored.
+  its certificate: accepted, as Django accepts it, but ignored;
+* ``amsdal_mail.W003`` -- a password configured for ``smtp.office365.com`` or
+  ``smtp.gmail.com``, which are retiring password logins for SMTP: the hint says
+  how to switch to ``oauth2_token`` with ``amsdal_mail.oauth``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from amsdal_mail.backends.smtp import SMTPBackend
 from .settings import (
     BACKEND_OPTION,
     E_UNKNOWN_OPTION,
-    SMTP_OPTIONS,
+    OPTIONS,
     email_setting,
     inspect_mailer,
 )
@@ -45,7 +48,7 @@ __all__ = ["W_ASYNC_WITHOUT_AIOSMTPLIB", "check_mail_settings"]
 
 W_ASYNC_WITHOUT_AIOSMTPLIB: Final = "amsdal_mail.W001"
 _DJANGO_SMTP_BACKEND: Final = "django.core.mail.backends.smtp.EmailBackend"
-_KNOWN_OPTIONS: Final = frozenset({*SMTP_OPTIONS, BACKEND_OPTION, "fail_silently"})
+_KNOWN_OPTIONS: Final = frozenset({*OPTIONS, BACKEND_OPTION, "fail_silently"})
 
 
 def check_mail_settings(

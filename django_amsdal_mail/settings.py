@@ -41,11 +41,14 @@ from amsdal_mail.config import (
     Layer,
     SettingProblem,
     SMTPSettings,
+    TokenProviderPath,
     inspect_smtp_settings,
 )
 
 __all__ = [
+    "AMSDAL_OPTIONS",
     "BACKEND_OPTION",
+    "OPTIONS",
     "SETTING_FOR_OPTION",
     "SMTP_OPTIONS",
     "MailerSettings",
@@ -75,6 +78,17 @@ SETTING_FOR_OPTION: Final = {
 }
 #: The SMTP options of Django's own SMTP backend, which this backend accepts too.
 SMTP_OPTIONS: Final = tuple(SETTING_FOR_OPTION)
+#: amsdal_mail's own SMTP options, with the ``EMAIL_*`` setting that supplies each in
+#: compatibility mode (None: only arguments, MAILERS ``OPTIONS`` and the environment).
+#: ``EMAIL_OAUTH2_TOKEN_PROVIDER`` is a callable or its dotted path (the
+#: ``oauth2_token`` option is a token or a callable).
+AMSDAL_OPTIONS: Final[dict[str, str | None]] = {
+    "oauth2_token": "EMAIL_OAUTH2_TOKEN_PROVIDER",
+    "max_messages_per_connection": None,
+    "rate_limit": None,
+}
+#: Every SMTP option the backend takes.
+OPTIONS: Final = (*SMTP_OPTIONS, *AMSDAL_OPTIONS)
 #: Django's defaults in compatibility mode: EMAIL_PORT is 25 whatever the TLS mode.
 _DJANGO_DEFAULTS: Final = {"port": 25}
 
@@ -88,6 +102,12 @@ E_NO_HOST: Final = "amsdal_mail.E006"
 E_UNKNOWN_OPTION: Final = "amsdal_mail.E007"
 E_REFUSED: Final = "amsdal_mail.E008"
 W_KEYFILE_IGNORED: Final = "amsdal_mail.W002"
+W_BASIC_AUTH: Final = "amsdal_mail.W003"
+#: Providers that are retiring password logins for SMTP (OAuth2 instead).
+OAUTH_PROVIDERS: Final = {
+    "smtp.office365.com": "amsdal_mail.oauth.microsoft(tenant_id, client_id, client_secret)",
+    "smtp.gmail.com": "amsdal_mail.oauth.google(...)",
+}
 
 _BOOLEAN_HINT: Final = (
     "Use True or False; an environment variable may also say true/false, 1/0, yes/no or on/off."
@@ -100,6 +120,9 @@ _VALUE_HINTS: Final = {
     "timeout": "Use a positive number of seconds, or None for no timeout.",
     "max_retries": "Use a whole number >= 0.",
     "retry_backoff": "Use a positive number of seconds.",
+    "oauth2_token": "Use an access token (str), a callable returning one, or its dotted path.",
+    "max_messages_per_connection": "Use a whole number >= 1, or None for no limit.",
+    "rate_limit": "Use a number of messages per second > 0, or None for no limit.",
 }
 _STRING_HINT: Final = "Use a string without line breaks, or None."
 _ERROR_ID_FOR_OPTION: Final = {
@@ -147,8 +170,8 @@ class MailerSettings:
         if self.smtp is None:
             return {}
         options = self.smtp.as_options()
-        if not (self.smtp.username and self.smtp.password):
-            options["username"] = options["password"] = None
+        if not (self.smtp.username and (self.smtp.password or self.smtp.oauth2_token)):
+            options["username"] = options["password"] = options["oauth2_token"] = None
         if not self.smtp.ssl_certfile:
             options["ssl_keyfile"] = None
         return options
@@ -205,7 +228,7 @@ def _layers(explicit: Mapping[str, Any], alias: str | None) -> list[Layer]:
     """Return the Django sources above the environment, highest first."""
     given = {
         name: explicit[name]
-        for name in SMTP_OPTIONS
+        for name in OPTIONS
         if _explicit(name, explicit.get(name, UNSET), alias is not None)
     }
     if alias is not None:
@@ -218,9 +241,16 @@ def _layers(explicit: Mapping[str, Any], alias: str | None) -> list[Layer]:
             # (no timeout), as Django's SMTP backend reads them.
             if value is not None or option == "timeout":
                 project[option] = value
+    labels = {name: f"settings.{setting}" for name, setting in SETTING_FOR_OPTION.items()}
+    for option, extra in AMSDAL_OPTIONS.items():
+        if extra is not None and is_overridden(extra):
+            value = email_setting(extra)
+            if value is not None and value != "":
+                project[option] = TokenProviderPath(value) if isinstance(value, str) else value
+                labels[option] = f"settings.{extra}"
     return [
         Layer(given, {name: f"the {name!r} argument" for name in given}),
-        Layer(project, {name: f"settings.{SETTING_FOR_OPTION[name]}" for name in project}),
+        Layer(project, {name: labels[name] for name in project}),
     ]
 
 
@@ -307,6 +337,23 @@ def _keyfile_ignored(alias: str | None, sources: Mapping[str, str]) -> Problem:
     )
 
 
+def _basic_auth(alias: str | None, smtp: SMTPSettings) -> Problem | None:
+    """Return a warning for a password login to a provider that is retiring it, else None."""
+    provider = OAUTH_PROVIDERS.get(smtp.host.lower().rstrip("."))
+    if provider is None or not (smtp.username and smtp.password):
+        return None
+    where = "" if alias is None else f"MAILERS[{alias!r}]: "
+    setting = "EMAIL_OAUTH2_TOKEN_PROVIDER" if alias is None else "OPTIONS['oauth2_token']"
+    return Problem(
+        W_BASIC_AUTH,
+        f"{where}{smtp.host} is configured with a password; the provider is retiring password "
+        "(basic) authentication for SMTP in favour of OAuth2.",
+        f"Remove the password and set {setting} to {provider} (pip install "
+        f"'amsdal-mail[{'microsoft' if 'office365' in smtp.host else 'google'}]'); "
+        "see the README's recipes.",
+    )
+
+
 def _collect(
     explicit: Mapping[str, Any], alias: str | None
 ) -> tuple[MailerSettings | None, list[Problem]]:
@@ -333,6 +380,9 @@ def _collect(
     smtp = resolution.settings
     if smtp.ssl_keyfile and not smtp.ssl_certfile:
         problems.append(_keyfile_ignored(alias, sources))
+    basic = _basic_auth(alias, smtp)
+    if basic is not None:
+        problems.append(basic)
     return MailerSettings(alias, found, smtp), problems
 
 

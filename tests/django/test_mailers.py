@@ -230,6 +230,7 @@ def test_checks_report_each_alias(settings: Any) -> None:
     known = sorted(
         {"backend", "fail_silently", "host", "port", "username", "password", "use_tls"}
         | {"use_ssl", "timeout", "ssl_certfile", "ssl_keyfile"}
+        | {"oauth2_token", "max_messages_per_connection", "rate_limit"}
     )
     assert check_mail_settings() == [
         checks.Error(
