@@ -7,6 +7,13 @@ given as tuples / ``EmailAttachment`` / ready-made MIME parts (``MIMEBase``,
 ``MIMEPart``), ``attach_file`` and, on Django 5.2, ``mixed_subtype``. The
 result is laid out as Django lays out its own (``layout="django"``), and bare
 local names such as ``root`` are accepted, as Django accepts them.
+
+Two attributes a Django message may carry for amsdal_mail (Django has no
+such options): ``message.dsn = amsdal_mail.DSN(...)`` asks for delivery
+status notifications for that message, and ``message.unsubscribe =
+"https://..."`` (or ``"mailto:..."``, or a list) adds ``List-Unsubscribe``
+and, for https, ``List-Unsubscribe-Post`` (RFC 8058). A ``List-Unsubscribe``
+given in the message's own ``headers`` is sent as given.
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ def convert_message(message: DjangoEmailMessage) -> EmailMessage:
         encoding=encoding,
         allow_local_addresses=True,
         layout="django",
+        dsn=getattr(message, "dsn", None),
+        unsubscribe=getattr(message, "unsubscribe", None),
     )
 
 

@@ -1,0 +1,64 @@
+"""DSN and unsubscribe per Django message (attributes read by convert.py), against real servers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from django.core.mail import EmailMessage
+
+from amsdal_mail import DSN, InvalidMessageError
+from django_amsdal_mail.backend import EmailBackend
+from tests.dsn_smtpd import DSNRecordingServer
+from tests.smtpd import RecordingServer
+
+from .conftest import Twin
+
+
+def _message(**headers: str) -> EmailMessage:
+    return EmailMessage("Subject", "Body", "from@example.com", ["to@example.com"], headers=headers)
+
+
+async def test_message_dsn_attribute(twin: Twin) -> None:
+    """``message.dsn = DSN(...)`` reaches MAIL FROM and RCPT TO of a server offering DSN."""
+    message = _message()
+    message.dsn = DSN(notify="failure,delay", ret="full", envid="order-42")  # type: ignore[attr-defined]
+    with DSNRecordingServer() as server:
+        assert await twin.send(EmailBackend(host=server.host, port=server.port), [message]) == 1
+    (record,) = server.dsn
+    assert record.mail == {"RET": "FULL", "ENVID": "order-42"}
+    assert record.rcpt == [
+        ("to@example.com", {"NOTIFY": "FAILURE,DELAY", "ORCPT": "rfc822;to@example.com"})
+    ]
+
+
+async def test_message_unsubscribe_attribute(twin: Twin, server: RecordingServer) -> None:
+    """``message.unsubscribe`` adds List-Unsubscribe and, for https, the one-click header."""
+    message = _message()
+    message.unsubscribe = ["https://example.com/u/9", "mailto:u@example.com"]  # type: ignore[attr-defined]
+    await twin.send(EmailBackend(host=server.host, port=server.port), [message])
+    received = email.message_from_bytes(server.messages[0].data, policy=email.policy.compat32)
+    assert received["List-Unsubscribe"] == "<https://example.com/u/9>, <mailto:u@example.com>"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_a_list_unsubscribe_header_is_kept_as_given(
+    twin: Twin, server: RecordingServer
+) -> None:
+    """A Django message's own List-Unsubscribe header is sent exactly as given."""
+    value = "<https://example.com/unsubscribe?user=" + "u" * 80 + ">,<mailto:x@example.com>"
+    await twin.send(
+        EmailBackend(host=server.host, port=server.port), [_message(**{"List-Unsubscribe": value})]
+    )
+    assert f"\r\nList-Unsubscribe: {value}\r\n".encode() in server.messages[0].data
+    assert b"List-Unsubscribe-Post" not in server.messages[0].data
+
+
+def test_attribute_and_header_together_are_refused(server: RecordingServer) -> None:
+    """Both the attribute and the header: refused before anything is sent."""
+    message = _message(**{"List-Unsubscribe": "<mailto:x@example.com>"})
+    message.unsubscribe = "https://example.com/u"  # type: ignore[attr-defined]
+    with pytest.raises(InvalidMessageError, match="give only one of them"):
+        EmailBackend(host=server.host, port=server.port).send_messages([message])
+    assert server.messages == []
