@@ -5,6 +5,8 @@ exercises with ``override_settings``, so "the project did not set it" is
 testable too.
 """
 
+import importlib.util
+
 SECRET_KEY = "tests-only-not-a-secret"
 DEBUG = False
 USE_TZ = True
@@ -20,6 +22,10 @@ INSTALLED_APPS = [
     "django_amsdal_mail",
     "django_amsdal_mail.outbox",
     "mailroom",  # the example project's app (example_project/ is on pythonpath)
+    # The outbox's "tasks" engine with a database backend (tests/outbox/live/ runs its
+    # db_worker); before Django 6.0 the framework is the django-tasks backport.
+    *([] if importlib.util.find_spec("django.tasks") else ["django_tasks"]),
+    "django_tasks_db",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -43,6 +49,8 @@ TEMPLATES = [
     }
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# The outbox's default ENGINE is "tasks": a database task backend that takes its queue.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "email"]}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -79,6 +79,8 @@ class Faults:
     drop_before_reply: Collection[int] = ()  #: store the message, hang up before the reply
     reply_421_after_data: Collection[int] = ()  #: answer the data with 421 and close
     stall_after_data: float = 0.0  #: wait this long before answering the data
+    #: store the message, then never reply: wait until the client is gone (killed)
+    hold_after_data: Collection[int] = ()
     stall_before: dict[str, float] = field(default_factory=dict)  #: verb -> wait before reply
     # -- replies ----------------------------------------------------------------------
     greylist: int = 0  #: refuse each new sender/recipient this many times first...
@@ -175,10 +177,10 @@ class FaultyServer:
     (the attempts the server stored) and :attr:`auth_attempts`.
     """
 
-    def __init__(self, faults: Faults | None = None) -> None:
+    def __init__(self, faults: Faults | None = None, *, port: int = 0) -> None:
         self.faults = faults or Faults()
         self.host = "127.0.0.1"
-        self.port = 0
+        self.port = port  #: 0: an ephemeral port, chosen by start()
         self.sessions: list[Session] = []
         self.attempts: list[Attempt] = []
         #: (username, password received over TLS?) for every AUTH exchange
@@ -195,13 +197,13 @@ class FaultyServer:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> FaultyServer:
-        """Listen on an ephemeral port of 127.0.0.1 and return ``self``."""
+        """Listen on 127.0.0.1 (``port``, or an ephemeral one) and return ``self``."""
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="faulty-smtpd", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
         future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, self.host, 0, limit=_MAX_LINE), loop
+            asyncio.start_server(self._serve, self.host, self.port, limit=_MAX_LINE), loop
         )
         self._server = future.result(_WAIT)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -624,6 +626,11 @@ class _Conversation:
         attempt.raw, attempt.data = bytes(raw), unstuff(bytes(raw))
         if f.stall_after_data:
             await asyncio.sleep(f.stall_after_data)
+        if number in f.hold_after_data:
+            attempt.outcome = "dropped_before_reply"
+            self.server._record(attempt)
+            await self.reader.read()  # until the client's end closes (its process ended)
+            raise _Drop(f"the client went away while message {number}'s reply was held")
         if number in f.drop_before_reply or self.server._chance("before_reply"):
             # A random drop here is as likely to lose the message as to keep it.
             if number in f.drop_before_reply or self.server._rng.random() < 0.5:

@@ -122,7 +122,8 @@ def test_a_task_backend_that_refuses_the_queue_is_refused_before_storing(
 ) -> None:
     """ENGINE 'tasks' whose backend does not take QUEUE: enqueue says so and stores nothing."""
     server = smtp_server()
-    outbox(server.host, server.port, ENGINE="tasks")  # TASKS unset: only the queue "default"
+    settings = outbox(server.host, server.port, ENGINE="tasks")
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # "default" only
     with pytest.raises(ImproperlyConfigured, match="does not accept the outbox's queue 'email'"):
         enqueue(_message())
     assert OutboxMessage.objects.count() == 0
