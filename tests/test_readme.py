@@ -67,6 +67,19 @@ def _run(source: str) -> dict[str, Any]:
     return namespace
 
 
+def _dkim_key() -> bytes:
+    """Return a new RSA private key in PEM, for the DKIM example."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 @pytest.fixture
 def readme_server(
     smtp_server: Any, ca_file: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -93,6 +106,7 @@ def readme_server(
     (tmp_path / "invoice-1234.pdf").write_bytes(tiny_pdf())
     (tmp_path / "header.png").write_bytes(tiny_png())
     shutil.copy(ca_file, tmp_path / "private-ca.pem")
+    (tmp_path / "dkim-private.pem").write_bytes(_dkim_key())
     monkeypatch.chdir(tmp_path)
     return server
 
