@@ -51,7 +51,10 @@ class EmailBackend(BaseEmailBackend):
     ``console``, ``locmem``, ``file``, ``dummy``, a registered name or a
     dotted path; ``AMSDAL_EMAIL_BACKEND`` when not given), and amsdal_mail's
     ``oauth2_token`` (in compatibility mode also ``EMAIL_OAUTH2_TOKEN_PROVIDER``),
-    ``max_messages_per_connection`` and ``rate_limit``. Where they come
+    ``max_messages_per_connection``, ``rate_limit``, ``dsn_notify``, ``dsn_ret``
+    and the DKIM options (``dkim_selector``, ``dkim_domain``, ``dkim_private_key``,
+    ``dkim_private_key_file``; in compatibility mode also ``EMAIL_DSN_NOTIFY``,
+    ``EMAIL_DSN_RET``, ``EMAIL_DKIM_*``). Where they come
     from when not given is described in :mod:`django_amsdal_mail.settings`.
     Unlike Django's, the default timeout is 30 seconds, not None.
 
@@ -83,6 +86,12 @@ class EmailBackend(BaseEmailBackend):
         oauth2_token: OAuth2Token | None | _Unset = UNSET,
         max_messages_per_connection: int | str | None | _Unset = UNSET,
         rate_limit: float | str | None | _Unset = UNSET,
+        dsn_notify: str | list[str] | None | _Unset = UNSET,
+        dsn_ret: str | None | _Unset = UNSET,
+        dkim_selector: str | None | _Unset = UNSET,
+        dkim_domain: str | None | _Unset = UNSET,
+        dkim_private_key: str | None | _Unset = UNSET,
+        dkim_private_key_file: str | None | _Unset = UNSET,
         alias: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -108,6 +117,12 @@ class EmailBackend(BaseEmailBackend):
             "oauth2_token": oauth2_token,
             "max_messages_per_connection": max_messages_per_connection,
             "rate_limit": rate_limit,
+            "dsn_notify": dsn_notify,
+            "dsn_ret": dsn_ret,
+            "dkim_selector": dkim_selector,
+            "dkim_domain": dkim_domain,
+            "dkim_private_key": dkim_private_key,
+            "dkim_private_key_file": dkim_private_key_file,
         }
         mailer = resolve_mailer(explicit, alias=alias)
         #: The amsdal_mail backend that sends (its own fail_silently stays off:

@@ -86,6 +86,12 @@ AMSDAL_OPTIONS: Final[dict[str, str | None]] = {
     "oauth2_token": "EMAIL_OAUTH2_TOKEN_PROVIDER",
     "max_messages_per_connection": None,
     "rate_limit": None,
+    "dsn_notify": "EMAIL_DSN_NOTIFY",
+    "dsn_ret": "EMAIL_DSN_RET",
+    "dkim_selector": "EMAIL_DKIM_SELECTOR",
+    "dkim_domain": "EMAIL_DKIM_DOMAIN",
+    "dkim_private_key": "EMAIL_DKIM_PRIVATE_KEY",
+    "dkim_private_key_file": "EMAIL_DKIM_PRIVATE_KEY_FILE",
 }
 #: Every SMTP option the backend takes.
 OPTIONS: Final = (*SMTP_OPTIONS, *AMSDAL_OPTIONS)
@@ -246,7 +252,8 @@ def _layers(explicit: Mapping[str, Any], alias: str | None) -> list[Layer]:
         if extra is not None and is_overridden(extra):
             value = email_setting(extra)
             if value is not None and value != "":
-                project[option] = TokenProviderPath(value) if isinstance(value, str) else value
+                is_path = option == "oauth2_token" and isinstance(value, str)
+                project[option] = TokenProviderPath(value) if is_path else value
                 labels[option] = f"settings.{extra}"
     return [
         Layer(given, {name: f"the {name!r} argument" for name in given}),

@@ -62,3 +62,25 @@ def test_attribute_and_header_together_are_refused(server: RecordingServer) -> N
     with pytest.raises(InvalidMessageError, match="give only one of them"):
         EmailBackend(host=server.host, port=server.port).send_messages([message])
     assert server.messages == []
+
+
+async def test_dsn_options_of_the_backend(twin: Twin) -> None:
+    """dsn_notify / dsn_ret as backend options (MAILERS OPTIONS take the same names)."""
+    with DSNRecordingServer() as server:
+        backend = EmailBackend(
+            host=server.host, port=server.port, dsn_notify="failure", dsn_ret="headers"
+        )
+        assert await twin.send(backend, [_message()]) == 1
+    (record,) = server.dsn
+    assert record.mail["RET"] == "HDRS"
+    assert record.for_recipient("to@example.com")["NOTIFY"] == "FAILURE"
+
+
+def test_compatibility_settings(settings: object, server: RecordingServer) -> None:
+    """EMAIL_DSN_NOTIFY is read in compatibility mode; a bad value names the setting."""
+    settings.EMAIL_DSN_NOTIFY = "delay"  # type: ignore[attr-defined]
+    backend = EmailBackend(host=server.host, port=server.port)
+    assert backend.amsdal_backend.settings.dsn_notify == ("delay",)  # type: ignore[attr-defined]
+    settings.EMAIL_DSN_NOTIFY = "sometimes"  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="settings.EMAIL_DSN_NOTIFY unknown NOTIFY word"):
+        EmailBackend(host=server.host, port=server.port)

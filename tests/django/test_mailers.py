@@ -231,6 +231,8 @@ def test_checks_report_each_alias(settings: Any) -> None:
         {"backend", "fail_silently", "host", "port", "username", "password", "use_tls"}
         | {"use_ssl", "timeout", "ssl_certfile", "ssl_keyfile"}
         | {"oauth2_token", "max_messages_per_connection", "rate_limit"}
+        | {"dsn_notify", "dsn_ret", "dkim_selector", "dkim_domain", "dkim_private_key"}
+        | {"dkim_private_key_file"}
     )
     assert check_mail_settings() == [
         checks.Error(
