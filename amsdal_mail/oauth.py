@@ -127,9 +127,9 @@ def microsoft(
 
     ``authority`` defaults to ``https://login.microsoftonline.com/<tenant_id>``;
     ``msal_options`` go to ``msal.ConfidentialClientApplication`` (such as
-    ``http_client``, ``timeout``, ``instance_discovery``). Raises
-    :class:`TokenError` (an :class:`~amsdal_mail.AuthenticationError`) on use
-    when the endpoint refuses.
+    ``http_client``, ``timeout``, ``instance_discovery``). Nothing is fetched
+    before the first token is asked for. Raises :class:`TokenError` (an
+    :class:`~amsdal_mail.AuthenticationError`) on use when the endpoint refuses.
     """
     try:
         import msal  # type: ignore[import-untyped]
@@ -146,16 +146,26 @@ def microsoft(
             raise ConfigurationError(
                 f"amsdal_mail.oauth.microsoft: {label} must be a non-empty str"
             )
-    app = msal.ConfidentialClientApplication(
-        client_id,
-        client_credential=client_secret,
-        authority=authority or f"https://login.microsoftonline.com/{tenant_id}",
-        **msal_options,
-    )
     name = f"amsdal_mail.oauth.microsoft(client_id={client_id!r})"
+    apps: list[Any] = []
+
+    def client() -> Any:
+        # Made on first use (under the provider's lock): msal looks the tenant up
+        # over the network when the application is built.
+        if not apps:
+            apps.append(
+                msal.ConfidentialClientApplication(
+                    client_id,
+                    client_credential=client_secret,
+                    authority=authority or f"https://login.microsoftonline.com/{tenant_id}",
+                    **msal_options,
+                )
+            )
+        return apps[0]
 
     def fetch() -> Fetched:
         # msal keeps its own cache: clear it, so a fetch is a fetch.
+        app = client()
         app.remove_tokens_for_client()
         answer = app.acquire_token_for_client(scopes=list(scopes))
         token = answer.get("access_token") if isinstance(answer, dict) else None

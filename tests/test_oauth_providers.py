@@ -246,3 +246,9 @@ async def test_microsoft_provider_end_to_end(
     assert provider.fetches == 2
     assert [a.token for a in server.auth_attempts] == ["token-1", "token-1", "token-1", "token-2"]
     assert len(server.messages) == 3
+
+
+def test_microsoft_fetches_nothing_when_made() -> None:
+    """Made at import or settings time, it looks nothing up (port 1 would refuse at once)."""
+    provider = microsoft("tenant", "client", SECRET, authority="https://127.0.0.1:1/tenant")
+    assert provider.fetches == 0

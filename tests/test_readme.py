@@ -125,6 +125,9 @@ def test_readme_example_runs(
     if PER_CONNECTION_CA in source:
         # The per-connection context must be enough on its own.
         monkeypatch.delenv("SSL_CERT_FILE")
+    if "oauth2_token=" in source:
+        _oauth_recipe(source, monkeypatch)
+        return
     before = len(readme_server.messages)
     namespace = _run(source)
     if "host='smtp.gmail.com'" in source:
@@ -146,6 +149,47 @@ def test_readme_example_runs(
         (received,) = readme_server.messages[before:]
         parts = {part.get_filename(): part for part in received.message.iter_attachments()}
         assert parts[filename].get_content() == Path(filename).read_bytes()
+
+
+def _oauth_recipe(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run an OAuth2 recipe: it builds a connection and fetches nothing (no network here)."""
+    from amsdal_mail.oauth import CachedTokenProvider
+
+    # The recipe logs in with a token instead of the environment's password.
+    monkeypatch.delenv("AMSDAL_EMAIL_PASSWORD")
+    if "service-account.json" in source:
+        _write_service_account_key(Path("service-account.json"))
+    conn = _run(source)["conn"]
+    settings = conn.settings
+    assert settings.host in ("smtp.office365.com", "smtp.gmail.com") and settings.use_tls
+    assert settings.username and settings.password is None
+    provider = settings.oauth2_token
+    assert isinstance(provider, CachedTokenProvider) and provider.fetches == 0
+    if "rate_limit=" in source:
+        assert conn.budget is not None and conn.budget.rate == settings.rate_limit
+
+
+def _write_service_account_key(path: Path) -> None:
+    """Write a service account key file as Google issues them (a fresh RSA key)."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "project",
+        "private_key_id": "key-1",
+        "private_key": pem,
+        "client_email": "mailer@project.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(info), encoding="utf-8")
 
 
 def test_per_connection_ca_is_needed(
