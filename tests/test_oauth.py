@@ -445,3 +445,42 @@ def test_the_conversation_cancels_a_second_challenge() -> None:
     with pytest.raises(AuthenticationError) as info:
         login.send(SMTPReply(501, "5.7.0 Auth aborted"))
     assert info.value.smtp_code == 501
+
+
+# -- the flows' refresh rule (pure: the flow is driven by hand) ----------------------
+
+
+def _envelope() -> Any:
+    from amsdal_mail.smtp.transaction import prepare_envelope
+
+    return prepare_envelope(_message().validate())
+
+
+@pytest.mark.parametrize("which", ["send", "connect"])
+def test_the_flows_refresh_once_and_never_loop(which: str) -> None:
+    """TokenRefusedError: one new Connect(fresh, refresh_token); a second one is raised."""
+    from amsdal_mail.smtp.flow import Connect, RetryPolicy, connect_flow, send_flow
+    from amsdal_mail.smtp.handshake import TokenRefusedError
+
+    policy = RetryPolicy(max_retries=3)
+    flow = send_flow(_envelope(), policy) if which == "send" else connect_flow(policy)
+    assert next(flow) == Connect(False, False)
+    refused = TokenRefusedError(535, "5.7.8 no")
+    assert flow.throw(refused) == Connect(True, True)
+    with pytest.raises(TokenRefusedError):
+        flow.throw(TokenRefusedError(535, "5.7.8 still no"))
+
+
+def test_throttle_comes_after_the_connection_before_the_transaction() -> None:
+    """With a rate limit the flow waits for its slot once connected, before MAIL."""
+    from amsdal_mail.smtp.flow import Connect, Connection, RetryPolicy, Throttle, send_flow
+    from amsdal_mail.smtp.transaction import Step
+
+    flow = send_flow(_envelope(), RetryPolicy(), throttle=True)
+    assert next(flow) == Connect()
+    assert flow.send(Connection({}, False)) == Throttle()
+    step = flow.send(None)
+    assert isinstance(step, Step) and step.payload[0].startswith(b"MAIL FROM:")
+    unthrottled = send_flow(_envelope(), RetryPolicy())
+    next(unthrottled)
+    assert isinstance(unthrottled.send(Connection({}, False)), Step)
