@@ -19,6 +19,7 @@ the same database as their ``default`` (see :mod:`tests.outbox.live.settings`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -140,14 +141,17 @@ class LiveRouter:
 
 
 def _add_alias(database: LiveDatabase) -> None:
-    if database.alias in connections.settings:
-        return
+    """Give the alias ``database``'s settings (another database may have had it before)."""
     configured = connections.configure_settings(
         {
             DEFAULT_DB_ALIAS: copy.deepcopy(connections.settings[DEFAULT_DB_ALIAS]),
             database.alias: copy.deepcopy(database.settings),
         }
     )
+    if database.alias in connections.settings:
+        connections[database.alias].close()
+        with contextlib.suppress(AttributeError):
+            del connections[database.alias]
     connections.settings[database.alias] = configured[database.alias]
 
 

@@ -130,6 +130,9 @@ def live(
         finally:
             for worker in state.workers:
                 worker.stop()
+                # Shown only when the test failed (pytest shows captured output then).
+                print(f"--- log of db_worker {worker.worker_id} (pid {worker.pid}):")
+                print(worker.log_text())
 
 
 @pytest.fixture
