@@ -210,9 +210,10 @@ def retry(
     )
     db = router.db_for_write(OutboxMessage)
     with transaction.atomic(using=db):
-        busy = scope.filter(state=_State.SENDING).count()
-        cancelled = with_candidates.filter(state=_State.CANCELLED).count()
         ids = _lock(with_candidates.filter(state__in=(_State.QUEUED, _State.DONE)), db)
+        # Counted once the rows are locked: a claim that won the race shows as busy.
+        busy = scope.filter(state=_State.SENDING).exclude(pk__in=ids).count()
+        cancelled = with_candidates.filter(state=_State.CANCELLED).count()
         touched = 0
         recipients = 0
         for batch in _batches(ids):
@@ -264,9 +265,9 @@ def cancel(
     scope = _scope(messages)
     db = router.db_for_write(OutboxMessage)
     with transaction.atomic(using=db):
-        busy = scope.filter(state=_State.SENDING).count()
-        finished = scope.filter(state__in=_FINISHED).count()
         ids = _lock(scope.filter(state=_State.QUEUED), db)
+        busy = scope.filter(state=_State.SENDING).exclude(pk__in=ids).count()
+        finished = scope.filter(state__in=_FINISHED).count()
         cancelled = 0
         stopped = 0
         for batch in _batches(ids):
