@@ -160,8 +160,9 @@ def _scope(messages: QuerySet[OutboxMessage] | None) -> QuerySet[OutboxMessage]:
     """Return a plain queryset of the messages (no annotations, ordering or joins of the caller)."""
     if messages is None:
         return OutboxMessage.objects.all()
-    ids = list(messages.order_by().values_list("pk", flat=True))
-    return OutboxMessage.objects.filter(pk__in=ids)
+    # A subquery, not a list of ids: an admin's "select all" may hold more ids than
+    # a database takes as parameters.
+    return OutboxMessage.objects.filter(pk__in=messages.order_by().values("pk"))
 
 
 def _lock(rows: QuerySet[OutboxMessage], db: str) -> list[UUID]:

@@ -275,3 +275,23 @@ def test_a_view_only_staff_user_sees_the_queue_but_cannot_act(
     assert statuses(row) == {B: ("failed", 1)} and len(server.messages) == 0
     change = reverse("admin:amsdal_outbox_outboxmessage_change", args=[row.pk])
     assert B in client.get(change).content.decode()
+
+
+def test_an_action_on_all_search_results_acts_on_exactly_those(
+    admin_client: Client, server: RecordingServer
+) -> None:
+    """ "Select all" under a recipient search and a filter: only the matching messages change."""
+    to_bob = [queue([A, B], subject=f"bob {n}") for n in range(3)]
+    others = [queue([A, C], subject=f"carl {n}") for n in range(2)]
+    url = reverse(LIST) + "?q=bob%40&state=queued"
+    response = admin_client.post(
+        url,
+        {"action": "cancel_messages", "select_across": "1", "index": "0",
+         "_selected_action": [str(to_bob[0].pk)]},
+        follow=True,
+    )  # fmt: skip
+    shown = [m.message for m in get_messages(response.wsgi_request)]
+    assert shown == ["Cancelled 3 messages (6 recipients stopped)."]
+    states = dict(OutboxMessage.objects.values_list("subject", "state"))
+    assert {states[r.subject] for r in to_bob} == {"cancelled"}
+    assert {states[r.subject] for r in others} == {"queued"}
