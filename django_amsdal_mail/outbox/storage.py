@@ -22,13 +22,13 @@ from __future__ import annotations
 import base64
 import email
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from django.core.mail import EmailMessage as DjangoEmailMessage
 from django.core.mail import EmailMultiAlternatives
 
-from amsdal_mail import Alternative, Attachment, EmailMessage, RawPart
+from amsdal_mail import DSN, Alternative, Attachment, EmailMessage, RawPart
 
 __all__ = [
     "VERSION",
@@ -77,6 +77,22 @@ def _load_part(stored: dict[str, Any]) -> Attachment | RawPart:
     )
 
 
+def _dump_dsn(dsn: DSN | None) -> dict[str, Any] | None:
+    if dsn is None:
+        return None
+    return {"notify": list(dsn.notify_words) or None, "ret": dsn.ret, "envid": dsn.envid}
+
+
+def _load_dsn(stored: dict[str, Any] | None) -> DSN | None:
+    if stored is None:
+        return None
+    return DSN(notify=stored["notify"], ret=stored["ret"], envid=stored["envid"])
+
+
+def _unsubscribe(value: str | Sequence[str] | None) -> str | list[str] | None:
+    return value if value is None or isinstance(value, str) else list(value)
+
+
 def dump(message: EmailMessage) -> dict[str, Any]:
     """Return ``message`` as a JSON-ready dict (every field)."""
     return {
@@ -100,6 +116,8 @@ def dump(message: EmailMessage) -> dict[str, Any]:
         "layout": message.layout,
         "encoding": message.encoding,
         "allow_local_addresses": message.allow_local_addresses,
+        "dsn": _dump_dsn(message.dsn),
+        "unsubscribe": _unsubscribe(message.unsubscribe),
     }
 
 
@@ -130,6 +148,9 @@ def load(stored: dict[str, Any]) -> EmailMessage:
         layout=stored["layout"],
         encoding=stored["encoding"],
         allow_local_addresses=stored["allow_local_addresses"],
+        # Absent from rows stored before these fields existed.
+        dsn=_load_dsn(stored.get("dsn")),
+        unsubscribe=stored.get("unsubscribe"),
     )
 
 
@@ -180,6 +201,8 @@ def for_attempt(message: EmailMessage, recipients: Iterable[str]) -> EmailMessag
         layout=message.layout,
         encoding=message.encoding,
         allow_local_addresses=message.allow_local_addresses,
+        dsn=message.dsn,
+        unsubscribe=message.unsubscribe,
     )
 
 
@@ -203,6 +226,9 @@ def to_django(message: EmailMessage) -> DjangoEmailMessage:
     )
     django_message.content_subtype = message.content_subtype
     django_message.encoding = message.encoding
+    # Read back by django_amsdal_mail's conversion, as on a message a user sends.
+    django_message.dsn = message.dsn  # type: ignore[attr-defined]
+    django_message.unsubscribe = message.unsubscribe  # type: ignore[attr-defined]
     if message.html_body is not None:
         django_message.attach_alternative(message.html_body, "text/html")
     for alt in message.alternatives:

@@ -10,11 +10,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 from django.db import transaction
 
-from amsdal_mail import InvalidMessageError
+from amsdal_mail import DSN, InvalidMessageError
 from django_amsdal_mail.outbox import aenqueue, enqueue
 from django_amsdal_mail.outbox.models import OutboxMessage, OutboxRecipient
 from django_amsdal_mail.outbox.storage import loads
 from django_amsdal_mail.outbox.worker import deliver_due
+from tests.dsn_smtpd import DSNRecordingServer
 from tests.smtpd import RecordingServer, ServerFactory
 
 from .conftest import T0
@@ -179,3 +180,20 @@ async def test_outbox_backend_async_twin(server: RecordingServer, settings: Any)
     assert await mail.get_connection().asend_messages([message]) == 1
     assert {r.status for r in message.amsdal_status.recipients.values()} == {"queued"}  # type: ignore[attr-defined]
     assert len(server.wait_for_messages(1)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_message_keeps_its_dsn_request_and_unsubscribe_link(outbox: Any) -> None:
+    """``message.dsn`` and ``message.unsubscribe`` set before queueing reach the wire."""
+    with DSNRecordingServer() as server:
+        outbox(server.host, server.port)
+        message = _message(to=["ann@example.com"])
+        message.dsn = DSN(notify="success,failure", ret="headers")  # type: ignore[attr-defined]
+        message.unsubscribe = "https://example.com/unsubscribe/ann"  # type: ignore[attr-defined]
+        (row,) = enqueue(message)
+        received = server.wait_for_messages(1)[0]
+    (record,) = server.dsn
+    assert record.mail == {"RET": "HDRS", "ENVID": row.message_id}
+    assert record.for_recipient("ann@example.com")["NOTIFY"] == "SUCCESS,FAILURE"
+    assert received.message["List-Unsubscribe"] == "<https://example.com/unsubscribe/ann>"
+    assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMultiAlternatives
 
-from amsdal_mail import Alternative, Attachment, EmailMessage, RawPart
+from amsdal_mail import DSN, Alternative, Attachment, EmailMessage, RawPart
 from amsdal_mail.mime import render
 from django_amsdal_mail.convert import convert_message
 from django_amsdal_mail.outbox.models import OutboxMessage
@@ -174,3 +174,34 @@ def test_the_django_message_for_receivers_carries_the_fields() -> None:
     assert [mimetype for _, mimetype in rebuilt.alternatives] == ["text/html", "text/calendar"]
     assert ("report.bin", PNG, "application/octet-stream") in rebuilt.attachments
     assert len(rebuilt.attachments) == len(stored.attachments)
+
+
+def test_dsn_and_unsubscribe_survive_storage_and_every_attempt() -> None:
+    """A message's DSN request and unsubscribe links are kept: stored, per attempt, for signals."""
+    django_message = rich_django_message()
+    django_message.dsn = DSN(notify="failure,delay", ret="headers", envid="env-1")  # type: ignore[attr-defined]
+    django_message.unsubscribe = [  # type: ignore[attr-defined]
+        "https://example.com/u/1",
+        "mailto:unsub@example.com",
+    ]
+    converted = convert_message(django_message)
+    restored = _json_round_trip(converted)
+    assert restored.dsn == DSN(notify=("failure", "delay"), ret="headers", envid="env-1")
+    assert restored.unsubscribe == ["https://example.com/u/1", "mailto:unsub@example.com"]
+    attempt = for_attempt(restored, ["bob@example.com"])
+    assert attempt.dsn == restored.dsn
+    rendered = render(attempt)
+    assert b"List-Unsubscribe: <https://example.com/u/1>, <mailto:unsub@example.com>" in rendered
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in rendered
+    back = to_django(restored)
+    assert back.dsn == restored.dsn  # type: ignore[attr-defined]
+    assert back.unsubscribe == restored.unsubscribe  # type: ignore[attr-defined]
+
+
+def test_a_row_stored_without_dsn_or_unsubscribe_still_loads() -> None:
+    """Rows written before the stored form had ``dsn`` and ``unsubscribe`` load with neither."""
+    stored = dump(convert_message(rich_django_message()))
+    del stored["dsn"], stored["unsubscribe"]
+    restored = load(stored)
+    assert restored.dsn is None
+    assert restored.unsubscribe is None
