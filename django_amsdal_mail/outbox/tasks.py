@@ -29,7 +29,9 @@ database ``"OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20}`` (and
 WAL journal mode) so that several workers wait for each other instead of
 failing with "database is locked". ``manage.py check`` reports a missing
 task framework, an unknown ``TASK_BACKEND``, a backend that refuses
-``QUEUE`` and a backend that cannot defer tasks.
+``QUEUE`` and a backend that cannot defer tasks. django-tasks-db keeps a
+row per finished task: prune them now and then (``manage.py
+prune_db_task_results``).
 
 How the engine schedules
 ------------------------
