@@ -240,7 +240,8 @@ def test_outbox_commands_run_as_quoted(
     assert recipient.status == "failed"
 
     commands = _outbox_commands(OUTBOX_TEXTS[where])
-    assert {c.split()[0] for c in commands} == {"status", "retry", "prune"}
+    assert {"status", "retry", "prune"} <= {c.split()[0] for c in commands}
+    assert {c.split()[0] for c in commands} <= {"status", "retry", "prune", "deliver"}
     for command in commands:
         call_command("amsdal_outbox", *command.split())
         if command.startswith("retry") and "--unknown" not in command:
@@ -275,7 +276,7 @@ def test_outbox_sweep_command_sends_what_is_due(
     from django_amsdal_mail.outbox import enqueue
     from django_amsdal_mail.outbox.models import OutboxMessage, OutboxRecipient
 
-    (code,) = re.findall(r'manage\.py shell -c "([^"]+)"', OUTBOX_DOCS)
+    (command,) = re.findall(r"python manage\.py (amsdal_outbox deliver)\n", OUTBOX_DOCS)
     busy = smtp_server(rcpt_replies={"busy@example.com": "450 4.2.1 Mailbox busy"})
     settings.EMAIL_BACKEND = "django_amsdal_mail.backend.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = busy.host, busy.port
@@ -284,9 +285,8 @@ def test_outbox_sweep_command_sends_what_is_due(
         EmailMessage("s", "b", "from@example.com", ["busy@example.com"]),
         run_after=timezone.now() - timedelta(seconds=1),
     )
-    call_command("shell", "-c", code)
-    # The last line is the count (Django 5.2+ may first say what it imported).
-    assert capsys.readouterr().out.splitlines()[-1] == "1"
+    call_command(*command.split())
+    assert capsys.readouterr().out == "Attempted 1 message.\n"
     assert OutboxRecipient.objects.get().status == "failed"
     assert busy.messages == []
 
@@ -294,8 +294,8 @@ def test_outbox_sweep_command_sends_what_is_due(
     del busy.rcpt_replies["busy@example.com"]
     OutboxRecipient.objects.update(next_attempt_at=timezone.now())
     OutboxMessage.objects.update(next_attempt_at=timezone.now())
-    call_command("shell", "-c", code)
-    assert capsys.readouterr().out.splitlines()[-1] == "1"
+    call_command(*command.split())
+    assert capsys.readouterr().out == "Attempted 1 message.\n"
     assert OutboxRecipient.objects.get().status == "sent"
     assert [m.rcpt_tos for m in busy.messages] == [["busy@example.com"]]
 

@@ -347,7 +347,7 @@ def test_a_bad_older_than_is_refused_naming_the_value(value: str) -> None:
     ("args", "error"),
     [
         (["prune"], "the following arguments are required: --older-than"),
-        ([], r"the following arguments are required: \{status,retry,prune\}"),
+        ([], r"the following arguments are required: \{status,retry,prune,deliver\}"),
         (["resend"], "invalid choice: 'resend'"),
     ],
 )
@@ -372,3 +372,29 @@ def test_from_the_command_line_a_usage_error_exits_2() -> None:
     assert result.returncode == 2, result.stderr
     assert "--older-than takes a number of days from 0 to 365000" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.django_db
+def test_deliver_attempts_what_is_due_and_refuses_a_bad_limit(
+    smtp_server: Any, outbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``deliver`` sends what is due now (at most ``--limit``); ``--limit 0`` is refused."""
+    server = smtp_server()
+    outbox(server.host, server.port)
+    past = timezone.now() - timedelta(seconds=1)
+    enqueue(
+        [EmailMessage(f"s{i}", "b", "from@example.com", [f"r{i}@example.com"]) for i in range(3)],
+        run_after=timezone.now() + timedelta(hours=1),
+    )
+    OutboxMessage.objects.update(next_attempt_at=past)
+    OutboxRecipient.objects.update(next_attempt_at=past)
+    call_command("amsdal_outbox", "deliver", "--limit", "2")
+    assert capsys.readouterr().out == "Attempted 2 messages.\n"
+    assert len(server.wait_for_messages(2)) == 2
+    call_command("amsdal_outbox", "deliver")
+    assert capsys.readouterr().out == "Attempted 1 message.\n"
+    assert OutboxRecipient.objects.filter(status="sent").count() == 3
+    call_command("amsdal_outbox", "deliver")
+    assert capsys.readouterr().out == "Attempted 0 messages.\n"
+    with pytest.raises(CommandError, match="--limit takes a whole number"):
+        call_command("amsdal_outbox", "deliver", "--limit", "0")

@@ -1,4 +1,5 @@
-"""``manage.py amsdal_outbox status | retry [--failed] [--unknown] | prune --older-than DAYS``.
+"""``manage.py amsdal_outbox status | retry [--failed] [--unknown] | prune --older-than DAYS``
+and ``deliver``.
 
 * ``status [--json]`` -- messages per state, recipients per status, how many
   messages are due now, how many are ``sending`` past their lease, the
@@ -11,6 +12,10 @@
   messages whose last change (``updated_at``: when they became done or
   cancelled) is more than DAYS days old; queued and sending messages are
   never deleted.
+* ``deliver [--limit N]`` -- the sweep: one attempt at every message that is
+  due or whose worker's lease ran out (at most N, default 100), in this
+  process, as :func:`~django_amsdal_mail.outbox.worker.deliver_due` does; for
+  the ``"immediate"`` engine's retries, or from cron as a safety net.
 
 Exit status: 0 when the command did its work (messages left alone are
 reported, not an error); 1 with ``CommandError`` for a bad value or bad
@@ -54,6 +59,19 @@ def days(text: str) -> float:
     return value
 
 
+def _limit(text: str) -> int:
+    """Parse ``--limit``: a whole number of messages, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--limit takes a whole number of messages, 1 or more, not {text!r}"
+        )
+    return value
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -86,12 +104,12 @@ class Command(BaseCommand):
     help = (
         "Watch and operate the outbox: 'status' (counts), 'retry' (failed and/or unknown "
         "recipients back to queued, due now), 'prune --older-than DAYS' (delete done and "
-        "cancelled messages)."
+        "cancelled messages), 'deliver' (one attempt at every due message, in this process)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare the three subcommands and their options."""
-        sub = parser.add_subparsers(dest="action", metavar="{status,retry,prune}")
+        sub = parser.add_subparsers(dest="action", metavar="{status,retry,prune,deliver}")
         sub.required = True
         status = sub.add_parser("status", help="messages per state, recipients per status")
         status.add_argument("--json", action="store_true", help="print the counts as JSON")
@@ -107,6 +125,14 @@ class Command(BaseCommand):
             help="delete those finished more than DAYS days ago (by updated_at)",
         )
         prune.add_argument("--dry-run", action="store_true", help="say how many, delete nothing")
+        deliver = sub.add_parser("deliver", help="one attempt at every due message, here and now")
+        deliver.add_argument(
+            "--limit",
+            type=_limit,
+            default=100,
+            metavar="N",
+            help="at most N messages (default 100)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the subcommand named by ``action``."""
@@ -118,8 +144,12 @@ class Command(BaseCommand):
                 self._retry(failed=options["failed"], unknown=options["unknown"])
             elif action == "prune":
                 self._prune(older_than=options["older_than"], dry_run=options["dry_run"])
+            elif action == "deliver":
+                self._deliver(limit=options["limit"])
             else:  # call_command() with an action the parser did not check
-                raise CommandError(f"unknown action {action!r}; use one of status, retry, prune")
+                raise CommandError(
+                    f"unknown action {action!r}; use one of status, retry, prune, deliver"
+                )
         except ImproperlyConfigured as error:
             raise CommandError(f"the outbox is not configured correctly: {error}") from error
 
@@ -170,3 +200,9 @@ class Command(BaseCommand):
             f"({_plural(result.recipients, 'recipient row')}) done or cancelled "
             f"before {result.cutoff.isoformat()}."
         )
+
+    def _deliver(self, *, limit: int) -> None:
+        from django_amsdal_mail.outbox.worker import deliver_due
+
+        ran = deliver_due(limit=limit)
+        self.stdout.write(f"Attempted {_plural(ran, 'message')}.")
