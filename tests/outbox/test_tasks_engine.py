@@ -98,6 +98,26 @@ def test_one_task_per_message_on_commit_with_priority_clamped_and_run_after(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_task_backend_and_queue_name_where_the_task_goes(
+    server: RecordingServer, outbox: Any
+) -> None:
+    """TASK_BACKEND picks the TASKS alias, QUEUE the queue; the default backend is left alone."""
+    settings = outbox(server.host, server.port, ENGINE="tasks", TASK_BACKEND="mail", QUEUE="bulk")
+    settings.TASKS = {
+        "default": {"BACKEND": DUMMY, "QUEUES": []},
+        "mail": {"BACKEND": DUMMY, "QUEUES": ["bulk"]},
+    }
+    (row,) = enqueue(_message())
+    (result,) = FRAMEWORK.task_backends["mail"].results
+    assert (result.args, result.task.backend, result.task.queue_name) == (
+        [str(row.pk)],
+        "mail",
+        "bulk",
+    )
+    assert FRAMEWORK.task_backends["default"].results == []
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_task_sends_and_schedules_a_look_after_its_lease(
     dummy: Any, server: RecordingServer
 ) -> None:
