@@ -5,8 +5,10 @@ With ``OUTBOX_LIVE_RECORD`` set to a file path, every ``post_send`` and
 ``write`` of an ``O_APPEND`` descriptor, so lines of several processes do not
 mix)::
 
-    {"signal": "post_send", "pid": 123, "outbox_message": "<uuid>", "attempt": 1,
-     "message_id": "<...>", "statuses": {"ann@example.com": ["sent", 250]}}
+    {"signal": "post_send", "pid": 123, "time": 1900000000.5, "outbox_message": "<uuid>",
+     "attempt": 1, "message_id": "<...>", "statuses": {"ann@example.com": ["sent", 250]}}
+
+(``time`` is ``time.time()`` in the worker when the signal fired.)
 
 :func:`read_records` gives them back to the test.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ def _write(record: dict[str, Any]) -> None:
     path = getattr(settings, "OUTBOX_LIVE_RECORD", "")
     if not path:
         return
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    line = (json.dumps({**record, "time": time.time()}, sort_keys=True) + "\n").encode()
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(descriptor, line)

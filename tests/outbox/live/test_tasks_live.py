@@ -232,6 +232,26 @@ def test_the_message_survives_the_queue_byte_for_byte(
     assert same_bytes(queued.data) == same_bytes(inline.data)
 
 
+@pytest.mark.parametrize("live_database", ["sqlite"], indirect=True)
+def test_a_later_due_time_is_deferred_and_an_early_task_sends_nothing(
+    live: Live, smtp: Callable[..., FaultyServer]
+) -> None:
+    """run_after reaches the task backend; a task that comes before it sends nothing."""
+    from django_tasks_db.models import DBTaskResult
+
+    server = smtp()
+    live.configure(server.port)
+    due = timezone.now() + timedelta(seconds=1)
+    (row,) = enqueue(_message(), run_after=due)
+    tasks.deliver.enqueue(str(row.pk))  # an early task, as a duplicate would be
+    live.start_workers()
+    wait_for("the message is done", done(row))
+    (posted,) = live.records("post_send")
+    assert posted["time"] >= due.timestamp() and len(server.messages) == 1
+    returned = DBTaskResult.objects.filter(status="SUCCESSFUL").order_by("finished_at")
+    assert list(returned.values_list("return_value", flat=True))[:2] == [None, "done"]
+
+
 # -- retries, per recipient ----------------------------------------------------------------
 
 
