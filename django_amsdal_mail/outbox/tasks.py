@@ -4,9 +4,9 @@
 ``Task``: ``django.tasks`` on Django 6.0+, the ``django-tasks`` backport on
 5.2). It takes one outbox id, makes the attempt that is due
 (:func:`django_amsdal_mail.outbox.worker.deliver`), and returns the
-message's state afterwards (``None`` when nothing was due). The task is
-built on first use (this module imports nothing of the framework until
-then), with the backend alias ``AMSDAL_EMAIL_OUTBOX["TASK_BACKEND"]``
+message's state afterwards (``None`` when nothing was due). The name is
+looked up lazily (this module imports nothing of the framework until
+then), and the task is built from the current settings: the backend alias ``AMSDAL_EMAIL_OUTBOX["TASK_BACKEND"]``
 (default ``"default"``) and the queue ``QUEUE`` (default ``"email"``).
 
 Running the worker
@@ -178,7 +178,7 @@ def task(rules: OutboxSettings | None = None) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    """Give ``deliver``, the task, built on first use from the current settings."""
+    """Give ``deliver``, the task, built from the current settings at each look-up."""
     if name == "deliver":
         return task()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
