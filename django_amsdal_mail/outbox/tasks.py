@@ -6,8 +6,9 @@
 (:func:`django_amsdal_mail.outbox.worker.deliver`), and returns the
 message's state afterwards (``None`` when nothing was due). The name is
 looked up lazily (this module imports nothing of the framework until
-then), and the task is built from the current settings: the backend alias ``AMSDAL_EMAIL_OUTBOX["TASK_BACKEND"]``
-(default ``"default"``) and the queue ``QUEUE`` (default ``"email"``).
+then), and the task is built from the current settings: the backend alias
+``AMSDAL_EMAIL_OUTBOX["TASK_BACKEND"]`` (default ``"default"``) and the
+queue ``QUEUE`` (default ``"email"``).
 
 Running the worker
 ------------------
