@@ -58,7 +58,10 @@ How the engine schedules
   worker finished, that look finds the message released and does nothing;
   if the worker died, it finds the lease expired and takes the message up
   (recipients in flight become ``unknown``, the others are sent): within
-  about ``LEASE`` seconds, whatever the backend did with the lost task.
+  about ``LEASE`` seconds, whatever the backend did with the lost task. So
+  ``LEASE`` must be longer than one attempt can last (connecting and
+  sending, each bounded by the SMTP timeout): a worker still sending when
+  its lease ends is taken over, and its outcome is dropped.
 * **The sweep.** After its own message, every task also delivers up to
   :data:`SWEEP_LIMIT` messages that are overdue by more than ``LEASE``
   seconds (due, or with a lease expired, that long ago): a message whose
