@@ -26,6 +26,13 @@ environment names a provider by dotted path
 (``AMSDAL_EMAIL_OAUTH2_TOKEN_PROVIDER=myproject.mail.get_token``), imported
 when the settings are resolved.
 
+``return_path`` is the envelope sender (MAIL FROM) of every message, where
+bounces go (a message's own ``return_path`` wins; default: the From address);
+``verp`` tags it per recipient with a token signed with ``verp_secret``
+(``bounces+TOKEN@example.com``, see :mod:`amsdal_mail.tracking`), which needs
+one transaction per recipient. ``verp=True`` without ``verp_secret`` is a
+:class:`~amsdal_mail.ConfigurationError`.
+
 ``dsn_notify`` (NOTIFY words, ``"failure,delay"``) and ``dsn_ret``
 (``headers`` / ``full``) ask every message for delivery status notifications
 (RFC 3461); ``dkim_selector``, ``dkim_domain`` and ``dkim_private_key`` (PEM
@@ -117,6 +124,9 @@ _ENV_NAMES: Final = {
     "oauth2_token": "OAUTH2_TOKEN_PROVIDER",
     "max_messages_per_connection": "MAX_MESSAGES_PER_CONNECTION",
     "rate_limit": "RATE_LIMIT",
+    "return_path": "RETURN_PATH",
+    "verp": "VERP",
+    "verp_secret": "VERP_SECRET",
 }
 
 #: A callable returning an OAuth2 access token (or an awaitable of one, on the
@@ -181,6 +191,13 @@ class SMTPSettings:
     max_messages_per_connection: int | None = None
     #: Messages per second one backend may start, on all its connections (None: no limit).
     rate_limit: float | None = None
+    #: The envelope sender (MAIL FROM) of every message, where bounces go (None: From).
+    return_path: str | None = None
+    #: VERP: MAIL FROM is the return path tagged with a signed token naming the message
+    #: and the recipient, one transaction per recipient.
+    verp: bool = False
+    #: The secret VERP tokens are signed with; never shown in the repr.
+    verp_secret: str | None = field(default=None, repr=False)
 
     def as_options(self) -> dict[str, Any]:
         """Return every setting as an explicit option (``ssl_context`` included).
@@ -414,6 +431,9 @@ _PARSERS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "oauth2_token": _parse_oauth2_token,
     "max_messages_per_connection": _parse_limit,
     "rate_limit": _parse_rate,
+    "return_path": _parse_str,
+    "verp": parse_bool,
+    "verp_secret": _parse_str,
 }
 #: The options an empty environment variable leaves unset (the others refuse it).
 _EMPTY_IS_UNSET: Final = frozenset(
@@ -547,6 +567,12 @@ def _combine(
     dkim = _dkim_problems(values, sources)
     if dkim:
         return dkim
+    if values.get("verp") and not values.get("verp_secret"):
+        error = ConfigurationError(
+            f"verp=True (from {sources.get('verp', 'verp')}) needs verp_secret to sign its "
+            f"tokens ({ENV_PREFIX}VERP_SECRET; the Django app uses SECRET_KEY)"
+        )
+        return [SettingProblem(("verp", "verp_secret"), error)]
     return _oauth_problems(values, sources)
 
 

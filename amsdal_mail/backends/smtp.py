@@ -15,15 +15,16 @@ import threading
 from collections.abc import Generator
 from typing import Any
 
-from ..config import SMTPSettings, resolve_smtp_settings
+from ..config import SMTPSettings, env_var, resolve_smtp_settings
 from ..exceptions import ConfigurationError
 from ..message import DSN, EmailMessage, ValidatedMessage
+from ..message.addresses import Address, parse_address
 from ..mime.dkim import signer_from_settings
 from ..smtp.aio import AsyncDriver
 from ..smtp.flow import Action, RetryPolicy, connect_flow, send_flow
 from ..smtp.limits import RateBudget
 from ..smtp.sync import SyncDriver
-from ..smtp.transaction import Envelope, prepare_envelope
+from ..smtp.transaction import Envelope, prepare_envelope, split_by_sender
 from ..status import SendStatus
 from .base import BaseBackend, Checked
 
@@ -63,6 +64,11 @@ class SMTPBackend(BaseBackend):
     one after ``max_messages_per_connection`` messages). ``rate_limit`` is
     one budget for the backend: every connection, sync and async, draws
     from it.
+
+    ``return_path`` is the envelope sender (MAIL FROM) of every message (a
+    message's own ``return_path`` wins); with ``verp=True`` each recipient
+    gets one transaction of its own, its MAIL FROM the return path tagged
+    with a token signed with ``verp_secret`` (:mod:`amsdal_mail.tracking`).
     """
 
     def __init__(self, *, fail_silently: bool = False, **options: Any) -> None:
@@ -88,6 +94,8 @@ class SMTPBackend(BaseBackend):
         self.dsn = DSN(notify=s.dsn_notify, ret=s.dsn_ret) if s.dsn_notify or s.dsn_ret else None
         #: Signs every message when DKIM is configured; None otherwise.
         self.signer = signer_from_settings(s)
+        #: The envelope sender of every message without its own (None: its From address).
+        self.return_path = _return_path(s.return_path)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings!r}>"
@@ -111,14 +119,24 @@ class SMTPBackend(BaseBackend):
         return self._driver.is_connected()
 
     def _envelope(self, valid: ValidatedMessage) -> Envelope:
-        """Render ``valid`` with this backend's DSN request and DKIM signer."""
-        return prepare_envelope(valid, dsn=self.dsn, signer=self.signer)
+        """Render ``valid`` with this backend's DSN request, DKIM signer and return path."""
+        s = self.settings
+        return prepare_envelope(
+            valid,
+            dsn=self.dsn,
+            signer=self.signer,
+            return_path=self.return_path,
+            verp_secret=s.verp_secret if s.verp else None,
+        )
 
     def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
         envelope = self._envelope(valid)
         with self._lock:
-            status = self._driver.run(self._flow(envelope), message=True)
-        return _logged(envelope, status)
+            statuses = [
+                self._driver.run(self._flow(part), message=True)
+                for part in split_by_sender(envelope)
+            ]
+        return _logged(envelope, _merged(envelope, statuses))
 
     def _flow(self, envelope: Envelope) -> Generator[Action, object, SendStatus]:
         """Return the flow that delivers ``envelope`` with this backend's policy and budget."""
@@ -151,7 +169,10 @@ class SMTPBackend(BaseBackend):
 
     async def _adeliver_on(self, driver: AsyncDriver, valid: ValidatedMessage) -> SendStatus:
         envelope = self._envelope(valid)
-        return _logged(envelope, await driver.run(self._flow(envelope), message=True))
+        statuses = [
+            await driver.run(self._flow(part), message=True) for part in split_by_sender(envelope)
+        ]
+        return _logged(envelope, _merged(envelope, statuses))
 
     async def _asend_batch(self, batch: list[Checked], concurrency: int) -> None:
         """Spread the batch over up to ``concurrency`` connections.
@@ -180,6 +201,32 @@ class SMTPBackend(BaseBackend):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+def _return_path(value: str | None) -> Address | None:
+    """Return the backend's ``return_path`` as an address, refusing one that is not."""
+    if value is None:
+        return None
+    try:
+        return parse_address(value, field="return_path")
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"return_path ({env_var('return_path')}) must be an address such as "
+            f"bounces@example.com: {exc}"
+        ) from None
+
+
+def _merged(envelope: Envelope, statuses: list[SendStatus]) -> SendStatus:
+    """Return one status for the message from the statuses of its transactions."""
+    if len(statuses) == 1:
+        return statuses[0]
+    recipients = {}
+    for status in statuses:
+        recipients.update(status.recipients)
+    return SendStatus(
+        recipients={key: recipients[key] for key in envelope.keys},
+        esp_response=statuses[-1].esp_response if statuses else None,
+    )
 
 
 def _logged(envelope: Envelope, status: SendStatus) -> SendStatus:

@@ -59,6 +59,8 @@ class ValidatedMessage:
     layout: Layout = "standard"
     #: The message's own DSN request (the backend fills in what it leaves out).
     dsn: DSN | None = None
+    #: The message's own envelope sender (wins over the backend's ``return_path``).
+    return_path: Address | None = None
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -69,38 +71,39 @@ class ValidatedMessage:
 class EmailMessage:
     """One e-mail: who it is from and to, what it says, what it carries.
 
-    Addresses may be ``addr@domain`` or ``Display Name <addr@domain>``;
-    ``to``/``cc``/``bcc``/``reply_to`` accept one string or a list. Everything
-    is validated on construction and again by :meth:`validate`, which each
-    send calls once; invalid input raises
-    :class:`~amsdal_mail.InvalidMessageError` (an ``InvalidAddressError`` for
-    addresses) naming the field, and nothing is sent.
+        Addresses may be ``addr@domain`` or ``Display Name <addr@domain>``;
+        ``to``/``cc``/``bcc``/``reply_to`` accept one string or a list. Everything
+        is validated on construction and again by :meth:`validate`, which each
+        send calls once; invalid input raises
+        :class:`~amsdal_mail.InvalidMessageError` (an ``InvalidAddressError`` for
+        addresses) naming the field, and nothing is sent.
 
-    Keyword-only extras: ``alternatives`` (other renderings of the body),
-    ``content_subtype`` (``"html"`` sends ``body`` itself as text/html),
-    ``mixed_subtype`` (the subtype of the multipart that holds the
-    attachments, default ``"mixed"``), ``encoding`` (charset of text parts,
-    default utf-8), ``allow_local_addresses`` (accept bare local names such
-    as ``root``), ``dsn`` (a :class:`~amsdal_mail.DSN`: delivery status
-    notifications to ask for, over the backend's ``dsn_notify`` / ``dsn_ret``),
-    ``unsubscribe`` (an ``https://`` or ``mailto:`` URI, or a list of them:
-    adds ``List-Unsubscribe``, and for an https URI ``List-Unsubscribe-Post:
-    List-Unsubscribe=One-Click`` as RFC 8058 says; not together with such
-    headers in ``headers``) and ``layout``:
+        Keyword-only extras: ``alternatives`` (other renderings of the body),
+        ``content_subtype`` (``"html"`` sends ``body`` itself as text/html),
+        ``mixed_subtype`` (the subtype of the multipart that holds the
+        attachments, default ``"mixed"``), ``encoding`` (charset of text parts,
+        default utf-8), ``allow_local_addresses`` (accept bare local names such
+        as ``root``), ``dsn`` (a :class:`~amsdal_mail.DSN`: delivery status
+        notifications to ask for, over the backend's ``dsn_notify`` / ``dsn_ret``),
+        ``unsubscribe`` (an ``https://`` or ``mailto:`` URI, or a list of them:
+        adds ``List-Unsubscribe``, and for an https URI ``List-Unsubscribe-Post:
+        List-Unsubscribe=One-Click`` as RFC 8058 says; not together with such
+        headers in ``headers``), ``return_path`` (the envelope sender, MAIL FROM,
+    where bounces go; wins over the backend's ``return_path``) and ``layout``:
 
-    - ``"standard"`` (the default): text and HTML (and other alternatives) in
-      multipart/alternative; attachments with a ``content_id`` beside it in
-      multipart/related; the other attachments after that in
-      ``multipart/<mixed_subtype>``.
-    - ``"django"``: the parts as Django's ``EmailMessage.message()`` lays them
-      out, for messages converted from Django: body and alternatives in one
-      multipart/alternative, every attachment after it in order in one
-      ``multipart/<mixed_subtype>``, an empty body left out when there are
-      alternatives or attachments. Only inline parts that the HTML references
-      by ``cid:`` move into multipart/related with the body (RFC 2387).
+        - ``"standard"`` (the default): text and HTML (and other alternatives) in
+          multipart/alternative; attachments with a ``content_id`` beside it in
+          multipart/related; the other attachments after that in
+          ``multipart/<mixed_subtype>``.
+        - ``"django"``: the parts as Django's ``EmailMessage.message()`` lays them
+          out, for messages converted from Django: body and alternatives in one
+          multipart/alternative, every attachment after it in order in one
+          ``multipart/<mixed_subtype>``, an empty body left out when there are
+          alternatives or attachments. Only inline parts that the HTML references
+          by ``cid:`` move into multipart/related with the body (RFC 2387).
 
-    After sending, :attr:`status` holds this message's own
-    :class:`~amsdal_mail.SendStatus`.
+        After sending, :attr:`status` holds this message's own
+        :class:`~amsdal_mail.SendStatus`.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class EmailMessage:
         layout: Layout = "standard",
         dsn: DSN | None = None,
         unsubscribe: str | Sequence[str] | None = None,
+        return_path: str | None = None,
     ) -> None:
         self.subject = subject
         self.body = body
@@ -143,6 +147,7 @@ class EmailMessage:
         self.layout: Layout = layout
         self.dsn = dsn
         self.unsubscribe = unsubscribe
+        self.return_path = return_path
         #: This message's own send status, set after each send attempt.
         self.status: SendStatus | None = None
         self.validate()
@@ -194,6 +199,11 @@ class EmailMessage:
             encoding=self._checked_encoding(),
             layout=self._checked_layout(),
             dsn=self._checked_dsn(),
+            return_path=(
+                parse_address(self.return_path, field="return_path", allow_local=local)
+                if self.return_path
+                else None
+            ),
         )
 
     def recipients(self) -> list[str]:

@@ -25,14 +25,16 @@ unanswered count as answered with that 421.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..exceptions import ProtocolError, ServerDisconnectedError
 from ..message import ValidatedMessage
+from ..message.addresses import Address
 from ..message.dsn import DSN, RET_WORDS, merge_dsn, utf8_addr_xtext, xtext
 from ..mime import make_message_id, render_chunks
 from ..mime.dkim import DKIMSigner
 from ..status import SendStatus, SMTPCode, SMTPReply, status_from_transaction
+from ..tracking.verp import encode_verp, message_key
 
 __all__ = [
     "Envelope",
@@ -42,6 +44,7 @@ __all__ = [
     "mail_command",
     "prepare_envelope",
     "rcpt_command",
+    "split_by_sender",
     "transaction",
 ]
 
@@ -63,6 +66,11 @@ class Envelope:
     eight_bit: bool = False
     #: The DSN request (RFC 3461), with its ENVID filled in; None for none.
     dsn: DSN | None = None
+    #: The Message-ID the message is sent with (set when DSN or VERP needs it).
+    message_id: str | None = None
+    #: With VERP: the envelope sender of each recipient, in the order of ``recipients``
+    #: (see :func:`split_by_sender`); None without VERP.
+    senders: tuple[str, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -101,7 +109,12 @@ class Progress:
 
 
 def prepare_envelope(
-    valid: ValidatedMessage, *, dsn: DSN | None = None, signer: DKIMSigner | None = None
+    valid: ValidatedMessage,
+    *,
+    dsn: DSN | None = None,
+    signer: DKIMSigner | None = None,
+    return_path: Address | None = None,
+    verp_secret: str | None = None,
 ) -> Envelope:
     """Render the validated message ``valid`` and return its envelope.
 
@@ -109,22 +122,51 @@ def prepare_envelope(
     message's own :class:`~amsdal_mail.DSN` fields win over it, and ENVID
     defaults to the message's Message-ID. With ``signer`` the message gets a
     DKIM-Signature over exactly the bytes that are sent.
+
+    The envelope sender is the message's own ``return_path``, else the
+    backend's ``return_path``, else the From address. With ``verp_secret``
+    (VERP on) each recipient gets its own sender, that address tagged with a
+    token naming the message's key and the recipient (:mod:`amsdal_mail.tracking`).
     """
     message_id = None
-    if dsn is not None or valid.dsn is not None:
+    if dsn is not None or valid.dsn is not None or verp_secret is not None:
         given = [value for name, value in valid.headers if name.lower() == "message-id"]
         message_id = given[0] if given else make_message_id(valid.from_address.ascii_domain)
     chunks = render_chunks(valid, message_id=message_id)
     if signer is not None:
         chunks = signer.sign(chunks)
+    sender = valid.return_path or return_path or valid.from_address
+    senders = None
+    if verp_secret is not None:
+        assert message_id is not None
+        key = message_key(message_id)
+        senders = tuple(
+            encode_verp(sender.envelope, key, a.addr_spec, verp_secret) for a in valid.recipients
+        )
     return Envelope(
-        sender=valid.from_address.envelope,
+        sender=sender.envelope,
         recipients=tuple((a.addr_spec, a.envelope) for a in valid.recipients),
         chunks=chunks,
         smtputf8=valid.needs_smtputf8,
         eight_bit=not all(chunk.isascii() for chunk in chunks),
         dsn=merge_dsn(valid.dsn, dsn, message_id),
+        message_id=message_id,
+        senders=senders,
     )
+
+
+def split_by_sender(envelope: Envelope) -> list[Envelope]:
+    """Return the envelopes to send: ``envelope`` itself, or with VERP one per recipient.
+
+    Each VERP envelope has one recipient and that recipient's sender; the
+    rendered data is shared. Without VERP the message keeps one transaction.
+    """
+    if envelope.senders is None:
+        return [envelope]
+    return [
+        replace(envelope, sender=sender, recipients=(recipient,), senders=None)
+        for sender, recipient in zip(envelope.senders, envelope.recipients, strict=True)
+    ]
 
 
 def dot_stuff(chunks: list[bytes]) -> list[bytes]:
