@@ -7,6 +7,8 @@
 #                     environment, then the Django matrix (6.0 and 6.1 on Python 3.13)
 #   make test-quick   lint, types and tests on the default environment only
 #   make bench        the benchmark suite (writes docs/benchmarks.md)
+#   make docs         the documentation site (mkdocs build --strict into site/)
+#   make screenshots  the example project in headless Chromium: docs/img/*.png anew
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +18,7 @@ VENV ?= .venv
 PIP_FLAGS := --disable-pip-version-check --quiet
 comma := ,
 
-.PHONY: demo test test-quick test-matrix lint bench venv services clean
+.PHONY: demo test test-quick test-matrix lint bench docs screenshots venv services clean
 
 # $(call make_venv,DIR,PYTHON,EXTRA-REQUIREMENT)
 define make_venv
@@ -31,9 +33,11 @@ endef
 
 # Servers some tests start on 127.0.0.1 (Redis for the Celery outbox engine,
 # PostgreSQL for the outbox's worker-concurrency tests, Postfix for the DSN
-# tests, configured by the tests themselves), from Debian's packages,
+# tests, configured by the tests themselves; Chromium and its driver for the
+# example project's browser test), from Debian's packages,
 # installed when missing (as root; elsewhere those tests say why they skip).
-SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix
+SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix \
+	chromium:chromium chromium-driver:chromedriver
 services:
 	@missing=""; \
 	for pair in $(SERVICE_PACKAGES); do \
@@ -77,5 +81,12 @@ test: services test-quick test-matrix
 bench: venv
 	$(VENV)/bin/python -m benchmarks
 
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/python -m mkdocs build --strict
+
+# The browser test saves its screenshots into docs/img/ only when asked.
+screenshots: services venv
+	AMSDAL_DOCS_SCREENSHOTS=1 $(VENV)/bin/python -m pytest -q tests/docs/test_browser.py
+
 clean:
-	rm -rf .venv .venv-dj60 .venv-dj61 .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf .venv .venv-dj60 .venv-dj61 .pytest_cache .mypy_cache .ruff_cache *.egg-info site
