@@ -125,6 +125,8 @@ API_NAMES = {
         "django_amsdal_mail.signals.pre_send",
         "django_amsdal_mail.signals.post_send",
     ],
+    "api/tracking": ["amsdal_mail.tracking.parse_report"],
+    "api/testing": ["django_amsdal_mail.testing.TestEmailBackend"],
     "api/outbox": [
         "django_amsdal_mail.outbox.enqueue",
         "django_amsdal_mail.outbox.backend.OutboxBackend",
