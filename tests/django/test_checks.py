@@ -176,6 +176,9 @@ def test_asgi_with_aiosmtplib_passes(ours: Any) -> None:
     assert check_mail_settings() == []
 
 
+# On Django 6.1 the model checks ask the database whether it supports JSONField
+# (django_tasks_db's task model has one), so ``manage.py check`` opens a connection.
+@pytest.mark.django_db
 def test_manage_py_check_reports_the_errors(ours: Any) -> None:
     """The app registers the checks: ``manage.py check`` fails with their ids."""
     ours.EMAIL_USE_TLS = ours.EMAIL_USE_SSL = True
@@ -183,6 +186,9 @@ def test_manage_py_check_reports_the_errors(ours: Any) -> None:
         call_command("check")
 
 
+# On Django 6.1 the model checks ask the database whether it supports JSONField
+# (django_tasks_db's task model has one), so ``manage.py check`` opens a connection.
+@pytest.mark.django_db
 def test_manage_py_check_passes_with_good_settings(ours: Any) -> None:
     """``manage.py check`` is clean when the settings are usable."""
     ours.EMAIL_HOST = "mail.example.com"
