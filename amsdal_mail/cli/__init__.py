@@ -280,6 +280,7 @@ def _send(args: argparse.Namespace, prompt: PasswordPrompt) -> int:
     else:
         for row in rows:
             sys.stdout.write(_row_text(row) + "\n")
+        sys.stdout.write(summary_lines(BatchResult(rows), [])[0] + "\n")
     return code
 
 
@@ -382,7 +383,10 @@ def _bounces(argv: Sequence[str]) -> int:
             f"({exc})\n"
         )
         return EXIT_USAGE
-    result = receiver_main(list(argv))
+    try:
+        result = receiver_main(list(argv))
+    except SystemExit as exit_:  # its argparse: --help, a usage error
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     return int(result or 0)
 
 

@@ -14,6 +14,7 @@ configuration), :data:`EXIT_CONNECT` 3 (connect or timeout), :data:`EXIT_TLS`
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Final
 
@@ -272,7 +273,8 @@ def _timeout(error: MailTimeoutError, settings: SMTPSettings, where: str, step: 
 def _connect(error: ConnectError, where: str) -> Diagnosis:
     text = str(error)
     lower = text.lower()
-    if "refused" in lower and "greeted" not in lower:
+    refused = ("refused", "connect call failed", f"[errno {errno.ECONNREFUSED}]")
+    if any(word in lower for word in refused) and "greeted" not in lower:
         return Diagnosis(
             EXIT_CONNECT,
             _named(error),
