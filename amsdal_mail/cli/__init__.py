@@ -26,7 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from ..config import SMTPSettings
 from ..exceptions import ConfigurationError, MailError, TransportError
@@ -57,7 +57,14 @@ from .sending import (
     write_report,
 )
 
-__all__ = ["check", "configuration_report", "main", "print_report"]
+__all__ = ["Writer", "check", "configuration_report", "main", "print_report"]
+
+
+class Writer(Protocol):
+    """Where a report goes: anything with ``write(str)`` (a text file, Django's stdout)."""
+
+    def write(self, text: str, /) -> Any:
+        """Write ``text``."""
 
 
 def check(
@@ -79,7 +86,7 @@ def configuration_report(
     return report.failed("configuration", configuration_problem(error, fix=fix))
 
 
-def print_report(report: CheckReport, *, as_json: bool, out: TextIO) -> int:
+def print_report(report: CheckReport, *, as_json: bool, out: Writer) -> int:
     """Write ``report`` to ``out`` (text or JSON); return its exit status."""
     out.write(report_json(report) if as_json else report_text(report))
     return report.exit_code
