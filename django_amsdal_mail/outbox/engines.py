@@ -35,7 +35,14 @@ from django.utils import timezone
 
 from .conf import SETTING, OutboxSettings, outbox_settings
 
-__all__ = ["AVAILABLE", "Notify", "celery_installed", "celery_priority", "engine"]
+__all__ = [
+    "AVAILABLE",
+    "Notify",
+    "celery_installed",
+    "celery_notify",
+    "celery_priority",
+    "engine",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +91,7 @@ def celery_priority(priority: int, driver: str) -> int:
     return 9 - clamped if driver == "redis" else clamped
 
 
-def _celery(message_ids: Sequence[UUID], eta: datetime | None) -> None:
+def celery_notify(message_ids: Sequence[UUID], eta: datetime | None) -> None:
     """Publish the Celery task once per message, through one producer of the current app."""
     from .celery_tasks import deliver
     from .models import OutboxMessage
@@ -111,7 +118,7 @@ def _celery(message_ids: Sequence[UUID], eta: datetime | None) -> None:
 _ENGINES: Final[dict[str, Notify]] = {
     "immediate": _immediate,
     "tasks": _tasks,
-    "celery": _celery,
+    "celery": celery_notify,
 }
 #: The ``ENGINE`` names this version can use.
 AVAILABLE: Final = frozenset(_ENGINES)
