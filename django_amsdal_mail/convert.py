@@ -13,7 +13,9 @@ such options): ``message.dsn = amsdal_mail.DSN(...)`` asks for delivery
 status notifications for that message, and ``message.unsubscribe =
 "https://..."`` (or ``"mailto:..."``, or a list) adds ``List-Unsubscribe``
 and, for https, ``List-Unsubscribe-Post`` (RFC 8058). A ``List-Unsubscribe``
-given in the message's own ``headers`` is sent as given.
+given in the message's own ``headers`` is sent as given. ``message.return_path
+= "bounces@example.com"`` sets that message's envelope sender (MAIL FROM), where
+bounces go, over the backend's ``return_path``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def convert_message(message: DjangoEmailMessage) -> EmailMessage:
         layout="django",
         dsn=getattr(message, "dsn", None),
         unsubscribe=getattr(message, "unsubscribe", None),
+        return_path=getattr(message, "return_path", None),
     )
 
 

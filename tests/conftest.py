@@ -229,3 +229,34 @@ def faulty_server(server_ssl_context: ssl.SSLContext) -> Iterator[Any]:
             return servers.enter_context(FaultyServer(Faults(**faults)))
 
         yield start
+
+
+# -- tests that run in one environment of the matrix ------------------------------------------
+
+#: The Django version of the environment that runs the ``default_env_only`` tests.
+DEFAULT_ENV_DJANGO = (5, 2)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker of tests that run once, in the default (Django 5.2) environment."""
+    config.addinivalue_line(
+        "markers",
+        "default_env_only: run only in the default environment (the site build, the browser); "
+        "the other environments of the matrix deselect it, they do not skip it",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``default_env_only`` tests outside the default environment (reported so)."""
+    try:
+        import django
+    except ImportError:
+        return
+    if tuple(django.VERSION[:2]) == DEFAULT_ENV_DJANGO:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("default_env_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -118,6 +118,7 @@ def dump(message: EmailMessage) -> dict[str, Any]:
         "allow_local_addresses": message.allow_local_addresses,
         "dsn": _dump_dsn(message.dsn),
         "unsubscribe": _unsubscribe(message.unsubscribe),
+        "return_path": message.return_path,
     }
 
 
@@ -151,6 +152,7 @@ def load(stored: dict[str, Any]) -> EmailMessage:
         # Absent from rows stored before these fields existed.
         dsn=_load_dsn(stored.get("dsn")),
         unsubscribe=stored.get("unsubscribe"),
+        return_path=stored.get("return_path"),
     )
 
 
@@ -203,6 +205,7 @@ def for_attempt(message: EmailMessage, recipients: Iterable[str]) -> EmailMessag
         allow_local_addresses=message.allow_local_addresses,
         dsn=message.dsn,
         unsubscribe=message.unsubscribe,
+        return_path=message.return_path,
     )
 
 
@@ -229,6 +232,7 @@ def to_django(message: EmailMessage) -> DjangoEmailMessage:
     # Read back by django_amsdal_mail's conversion, as on a message a user sends.
     django_message.dsn = message.dsn  # type: ignore[attr-defined]
     django_message.unsubscribe = message.unsubscribe  # type: ignore[attr-defined]
+    django_message.return_path = message.return_path  # type: ignore[attr-defined]
     if message.html_body is not None:
         django_message.attach_alternative(message.html_body, "text/html")
     for alt in message.alternatives:

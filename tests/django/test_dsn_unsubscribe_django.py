@@ -84,3 +84,13 @@ def test_compatibility_settings(settings: object, server: RecordingServer) -> No
     settings.EMAIL_DSN_NOTIFY = "sometimes"  # type: ignore[attr-defined]
     with pytest.raises(Exception, match="settings.EMAIL_DSN_NOTIFY unknown NOTIFY word"):
         EmailBackend(host=server.host, port=server.port)
+
+
+async def test_message_return_path_attribute(twin: Twin, server: RecordingServer) -> None:
+    """``message.return_path`` is that message's MAIL FROM; the From header stays as given."""
+    message = _message()
+    message.return_path = "bounces@example.com"  # type: ignore[attr-defined]
+    assert await twin.send(EmailBackend(host=server.host, port=server.port), [message]) == 1
+    (received,) = server.messages
+    assert received.mail_from == "bounces@example.com"
+    assert received.data.startswith(b"From: from@example.com\r\n")

@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 
 from tests.smtpd import RecordingServer
@@ -51,10 +50,7 @@ ADMIN_PASSWORD = "browser-test-password"
 WAIT = 30.0
 
 pytestmark = [
-    pytest.mark.skipif(
-        django.VERSION[:2] != (5, 2),
-        reason="the browser test runs once, in the Django 5.2 environment (see its docstring)",
-    ),
+    pytest.mark.default_env_only,  # once, in the Django 5.2 environment (see the docstring)
     # The project's server has its own database; this process touches none.
 ]
 

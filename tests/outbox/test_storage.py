@@ -88,12 +88,13 @@ def test_every_amsdal_field_round_trips() -> None:
         layout="django",
         encoding="iso-8859-1",
         allow_local_addresses=True,
+        return_path="bounces@example.com",
     )
     restored = _json_round_trip(message)
     for name in (
         "subject", "body", "html_body", "from_email", "to", "cc", "bcc", "reply_to",
         "headers", "attachments", "alternatives", "content_subtype", "mixed_subtype",
-        "layout", "encoding", "allow_local_addresses",
+        "layout", "encoding", "allow_local_addresses", "return_path",
     ):  # fmt: skip
         assert getattr(restored, name) == getattr(message, name), name
     assert same_bytes(render(restored)) == same_bytes(render(message))
@@ -176,9 +177,13 @@ def test_the_django_message_for_receivers_carries_the_fields() -> None:
     assert len(rebuilt.attachments) == len(stored.attachments)
 
 
-def test_dsn_and_unsubscribe_survive_storage_and_every_attempt() -> None:
-    """A message's DSN request and unsubscribe links are kept: stored, per attempt, for signals."""
+def test_dsn_unsubscribe_and_return_path_survive_storage_and_every_attempt() -> None:
+    """A message's DSN request, unsubscribe links and return path are kept everywhere.
+
+    Stored, in each attempt, and on the Django message signal receivers get.
+    """
     django_message = rich_django_message()
+    django_message.return_path = "bounces@example.com"  # type: ignore[attr-defined]
     django_message.dsn = DSN(notify="failure,delay", ret="headers", envid="env-1")  # type: ignore[attr-defined]
     django_message.unsubscribe = [  # type: ignore[attr-defined]
         "https://example.com/u/1",
@@ -190,18 +195,21 @@ def test_dsn_and_unsubscribe_survive_storage_and_every_attempt() -> None:
     assert restored.unsubscribe == ["https://example.com/u/1", "mailto:unsub@example.com"]
     attempt = for_attempt(restored, ["bob@example.com"])
     assert attempt.dsn == restored.dsn
+    assert restored.return_path == attempt.return_path == "bounces@example.com"
     rendered = render(attempt)
     assert b"List-Unsubscribe: <https://example.com/u/1>, <mailto:unsub@example.com>" in rendered
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in rendered
     back = to_django(restored)
     assert back.dsn == restored.dsn  # type: ignore[attr-defined]
     assert back.unsubscribe == restored.unsubscribe  # type: ignore[attr-defined]
+    assert back.return_path == "bounces@example.com"  # type: ignore[attr-defined]
 
 
 def test_a_row_stored_without_dsn_or_unsubscribe_still_loads() -> None:
     """Rows written before the stored form had ``dsn`` and ``unsubscribe`` load with neither."""
     stored = dump(convert_message(rich_django_message()))
-    del stored["dsn"], stored["unsubscribe"]
+    del stored["dsn"], stored["unsubscribe"], stored["return_path"]
     restored = load(stored)
+    assert restored.return_path is None
     assert restored.dsn is None
     assert restored.unsubscribe is None
