@@ -37,12 +37,12 @@ endef
 # example project's browser test), from Debian's packages,
 # installed when missing (as root; elsewhere those tests say why they skip).
 SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix \
-	chromium:chromium chromium-driver:chromedriver
+	chromium:chromium chromium-driver:chromedriver opendkim-tools:opendkim-testmsg
 services:
 	@missing=""; \
 	for pair in $(SERVICE_PACKAGES); do \
 		pkg=$${pair%%:*}; bin=$${pair#*:}; \
-		command -v $$bin >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 \
+		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 \
 			|| missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
