@@ -36,7 +36,7 @@ endef
 # tests, configured by the tests themselves; Chromium and its driver for the
 # example project's browser test), from Debian's packages,
 # installed when missing (as root; elsewhere those tests say why they skip).
-SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix \
+SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix dovecot-core:dovecot \
 	chromium:chromium chromium-driver:chromedriver opendkim-tools:opendkim-testmsg
 services:
 	@missing=""; \

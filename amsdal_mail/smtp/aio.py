@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import smtplib
+import socket
 import time
 from collections import deque
 from collections.abc import Generator
@@ -137,6 +138,9 @@ class AsyncDriver(Driver["_ReplyReader"]):
         )
         try:
             await client.connect()
+            # asyncio turns Nagle off on every TCP transport; keep it on for the
+            # handshake (see SyncDriver's _Connection.set_nodelay for why).
+            _set_nodelay(client.transport, False)
             await client.ehlo()
             if wants_starttls(s, ehlo_features(client.esmtp_extensions), self.where):
                 await client.starttls(tls_context=context)
@@ -148,6 +152,7 @@ class AsyncDriver(Driver["_ReplyReader"]):
             transport = client.transport
             if not isinstance(transport, asyncio.Transport) or transport.is_closing():
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            _set_nodelay(transport, True)
         except BaseException:
             client.close()
             raise
@@ -372,3 +377,15 @@ class _ReplyReader(asyncio.Protocol):
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
+
+
+def _set_nodelay(transport: object, on: bool) -> None:
+    """Set TCP_NODELAY on the socket under ``transport`` (nothing for a non-TCP one)."""
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
+    except OSError:  # pragma: no cover - not a TCP socket
+        pass

@@ -124,6 +124,7 @@ class SyncDriver(Driver["_Connection"]):
                 self._oauth_login(conn, mechanism, action.refresh_token)
             elif mechanism is not None:
                 conn.authenticate(mechanism, s.username or "", s.password or "")
+            conn.set_nodelay()
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -162,16 +163,24 @@ class _Connection(smtplib.SMTP):
     the whole reply. Bytes received before STARTTLS completes are discarded.
     """
 
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        # Every step's bytes go out in one write and then the replies are
-        # awaited, so Nagle's algorithm could only delay the tail of a write
-        # until the server's delayed ACK (tens of milliseconds per message).
+    def set_nodelay(self) -> None:
+        """Turn Nagle's algorithm off, once the connection is ready for mail.
+
+        From then on every step's bytes go out in one write and the replies
+        are awaited, so Nagle could only hold the tail of a large write back.
+        It stays on during the handshake: there the client's TLS Finished
+        and the EHLO after it would leave as two segments at once, the server
+        (Postfix) answers them with two writes (its session tickets, then the
+        EHLO reply), and its own Nagle holds the second until this side's
+        delayed ACK, about 40 ms on Linux, on every new connection.
+        """
+        sock = self.sock
+        if sock is None:
+            return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # pragma: no cover - not a TCP socket
             pass
-        return sock
 
     @property
     def parser(self) -> ReplyParser:
