@@ -113,6 +113,7 @@ _ENV_NAMES: Final = {
     "ssl_keyfile": "SSL_KEYFILE",
     "local_hostname": "LOCAL_HOSTNAME",
     "allow_insecure_auth": "ALLOW_INSECURE_AUTH",
+    "chunking": "CHUNKING",
     "max_retries": "MAX_RETRIES",
     "retry_backoff": "RETRY_BACKOFF",
     "dsn_notify": "DSN_NOTIFY",
@@ -173,6 +174,8 @@ class SMTPSettings:
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     local_hostname: str | None = None
     allow_insecure_auth: bool = False
+    #: Send the data with BDAT (RFC 3030 CHUNKING) when the server offers it; False: DATA.
+    chunking: bool = True
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     #: DSN (RFC 3461) NOTIFY words for every message, e.g. ("failure", "delay"); None: none.
@@ -420,6 +423,7 @@ _PARSERS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "ssl_keyfile": _parse_str,
     "local_hostname": _parse_str,
     "allow_insecure_auth": parse_bool,
+    "chunking": parse_bool,
     "max_retries": _parse_count,
     "retry_backoff": _parse_backoff,
     "dsn_notify": _parse_notify,

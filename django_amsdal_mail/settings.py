@@ -122,6 +122,7 @@ _VALUE_HINTS: Final = {
     "use_tls": _BOOLEAN_HINT,
     "use_ssl": _BOOLEAN_HINT,
     "allow_insecure_auth": _BOOLEAN_HINT,
+    "chunking": _BOOLEAN_HINT,
     "port": "Use a whole number from 1 to 65535, such as 25, 465 (use_ssl) or 587 (use_tls).",
     "timeout": "Use a positive number of seconds, or None for no timeout.",
     "max_retries": "Use a whole number >= 0.",
@@ -135,6 +136,7 @@ _ERROR_ID_FOR_OPTION: Final = {
     "use_tls": E_BAD_BOOLEAN,
     "use_ssl": E_BAD_BOOLEAN,
     "allow_insecure_auth": E_BAD_BOOLEAN,
+    "chunking": E_BAD_BOOLEAN,
     "port": E_BAD_PORT,
 }
 

@@ -47,7 +47,7 @@ class SMTPBackend(BaseBackend):
 
     Settings (``host``, ``port``, ``username``, ``password``, ``use_tls``,
     ``use_ssl``, ``timeout``, ``ssl_certfile``, ``ssl_keyfile``,
-    ``ssl_context``, ``local_hostname``, ``allow_insecure_auth``,
+    ``ssl_context``, ``local_hostname``, ``allow_insecure_auth``, ``chunking``,
     ``max_retries``, ``retry_backoff``, ``oauth2_token``,
     ``max_messages_per_connection``, ``rate_limit``) come from the arguments,
     else the ``AMSDAL_EMAIL_*`` environment, else the defaults; see

@@ -101,6 +101,9 @@ class Driver(Generic[_L]):
     def connected(self, link: _L, features: dict[str, str]) -> None:
         """Take ``link``, a new connection ready for mail, with its EHLO ``features``."""
         self.link = link
+        if not self.settings.chunking:
+            # chunking=False: the flow sees no CHUNKING and sends DATA.
+            features = {k: v for k, v in features.items() if k != "chunking"}
         self.features = features
         self.used = False
         self.served = 0

@@ -5,8 +5,12 @@
 that yields :class:`Step` objects (bytes to write, how many replies to read)
 and is sent the replies; it returns the message's
 :class:`~amsdal_mail.SendStatus`. With PIPELINING (RFC 2920) MAIL, every RCPT
-and DATA go out in one write; without it, one command at a time, stopping as
-soon as the outcome is known. Recipients refused with 452 (too many
+and DATA go out in one write; with CHUNKING (RFC 3030) the data goes as one
+``BDAT <size> LAST``, not dot-stuffed, pipelined with MAIL and RCPT when
+PIPELINING is offered too (one round trip per message); without PIPELINING,
+one command at a time, stopping as soon as the outcome is known. A pipelined
+BDAT carries the data before any reply came: if the replies are then lost,
+the message's fate is unknown and it is not resent. Recipients refused with 452 (too many
 recipients) get a further transaction.
 
 When the server offers DSN (RFC 3461) and the message asks for notifications
@@ -40,6 +44,7 @@ __all__ = [
     "Envelope",
     "Progress",
     "Step",
+    "bdat_payload",
     "dot_stuff",
     "mail_command",
     "prepare_envelope",
@@ -195,6 +200,19 @@ def dot_stuff(chunks: list[bytes]) -> list[bytes]:
     return out
 
 
+def bdat_payload(chunks: list[bytes]) -> list[bytes]:
+    """Return ``BDAT <size> LAST`` and the data as one chunk (RFC 3030): no dot-stuffing.
+
+    The data is sent as it is, ending with a CRLF (one is added when it does
+    not, as for DATA); ``size`` counts exactly the octets that follow.
+    """
+    out = [c for c in chunks if c]
+    if not out or not out[-1].endswith(b"\n"):
+        out.append(b"\r\n")
+    size = sum(len(c) for c in out)
+    return [f"BDAT {size} LAST\r\n".encode("ascii"), *out]
+
+
 def mail_command(envelope: Envelope, features: Mapping[str, str]) -> bytes:
     """Return the MAIL FROM command, with the parameters the server's features allow."""
     params = ""
@@ -269,8 +287,24 @@ def transaction(
 def _replies(step: Step, progress: Progress) -> Generator[Step, object, list[SMTPReply]]:
     """Yield ``step``; return its replies, a missing one (after a 421) as that 421."""
     replies = yield step
+    return _checked(step, replies, progress)
+
+
+def _idle_close(replies: object, progress: Progress) -> bool:
+    """Return True for a 421 before any reply of this transaction on a pooled connection."""
+    return (
+        isinstance(replies, list)
+        and progress.reused
+        and not progress.replies
+        and bool(replies)
+        and replies[0].code == _CLOSING
+    )
+
+
+def _checked(step: Step, replies: object, progress: Progress) -> list[SMTPReply]:
+    """Return ``replies``, the answers to ``step``, a missing one (after a 421) as that 421."""
     assert isinstance(replies, list)
-    if progress.reused and not progress.replies and replies and replies[0].code == _CLOSING:
+    if _idle_close(replies, progress):
         # A 421 before any reply of this transaction on a pooled connection:
         # the server closed it while it sat idle (an idle timeout), so it is
         # a dead connection to replace, not an answer about this message.
@@ -308,6 +342,63 @@ def _send_data(envelope: Envelope, progress: Progress) -> Generator[Step, object
     return reply
 
 
+def _chunked(
+    envelope: Envelope, commands: list[bytes], progress: Progress, pipelining: bool
+) -> Generator[Step, object, tuple[SMTPReply, list[SMTPReply], SMTPReply | None]]:
+    """CHUNKING: the data as one ``BDAT <size> LAST``; return the replies that decide the status.
+
+    With PIPELINING, MAIL, every RCPT and the BDAT with its data go out in
+    one write (one round trip per message); the BDAT is answered even when
+    every recipient was refused (5xx/503), and that answer is not the
+    status of anyone. Without PIPELINING, MAIL and each RCPT in lock step,
+    then the BDAT only when a recipient was accepted.
+    """
+    bdat = bdat_payload(envelope.chunks)
+    if pipelining:
+        yield Step([*commands, *bdat], 0)
+        # The data went with the commands: from here a lost reply is an unknown fate,
+        # unless a pooled connection answers 421 at once (closed while idle: it took nothing).
+        progress.data_sent = True
+        # All the replies in one step: a driver may drop replies nobody waits for yet.
+        step = Step([], len(commands) + 1)
+        answer = yield step
+        if _idle_close(answer, progress):
+            progress.data_sent = False
+        replies = _checked(step, answer, progress)
+        mail_reply, rcpt_replies, bdat_reply = replies[0], replies[1:-1], replies[-1]
+        accepted = mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)
+        return mail_reply, rcpt_replies, bdat_reply if accepted else None
+    mail_reply, rcpt_replies, closing = yield from _lock_step_envelope(commands, progress)
+    if closing is not None or not mail_reply.is_positive:
+        return mail_reply, rcpt_replies, closing
+    if not any(r.is_positive for r in rcpt_replies):
+        return mail_reply, rcpt_replies, None
+    yield Step(bdat, 0)
+    progress.data_sent = True
+    (bdat_reply,) = yield from _replies(Step([], 1), progress)
+    return mail_reply, rcpt_replies, bdat_reply
+
+
+def _lock_step_envelope(
+    commands: list[bytes], progress: Progress
+) -> Generator[Step, object, tuple[SMTPReply, list[SMTPReply], SMTPReply | None]]:
+    """MAIL, then each RCPT, one at a time; return the replies and a 421 that ended them."""
+    (mail_reply,) = yield from _replies(Step([commands[0]], 1), progress)
+    rcpt_replies: list[SMTPReply] = []
+    if not mail_reply.is_positive:
+        return mail_reply, rcpt_replies, None
+    for command in commands[1:]:
+        (reply,) = yield from _replies(Step([command], 1), progress)
+        rcpt_replies.append(reply)
+        if reply.code == _CLOSING:
+            # The server is going away: the recipients not yet asked for share its
+            # answer, and so do those accepted (no data goes on a closing connection).
+            rcpt_replies += [reply] * (len(commands) - 1 - len(rcpt_replies))
+            accepted = any(r.is_positive for r in rcpt_replies)
+            return mail_reply, rcpt_replies, reply if accepted else None
+    return mail_reply, rcpt_replies, None
+
+
 def _pipelined(
     envelope: Envelope, commands: list[bytes], progress: Progress
 ) -> Generator[Step, object, tuple[SMTPReply, list[SMTPReply], SMTPReply | None]]:
@@ -336,19 +427,11 @@ def _lock_step(
     envelope: Envelope, commands: list[bytes], progress: Progress
 ) -> Generator[Step, object, tuple[SMTPReply, list[SMTPReply], SMTPReply | None]]:
     """One command at a time, stopping once the outcome is known."""
-    (mail_reply,) = yield from _replies(Step([commands[0]], 1), progress)
-    rcpt_replies: list[SMTPReply] = []
-    if not mail_reply.is_positive:
+    mail_reply, rcpt_replies, closing = yield from _lock_step_envelope(commands, progress)
+    if closing is not None or not mail_reply.is_positive:
+        return mail_reply, rcpt_replies, closing
+    if progress.closing:
         return mail_reply, rcpt_replies, None
-    for command in commands[1:]:
-        (reply,) = yield from _replies(Step([command], 1), progress)
-        rcpt_replies.append(reply)
-        if reply.code == _CLOSING:
-            # The server is going away: the recipients not yet asked for share its
-            # answer, and so do those accepted (no data goes on a closing connection).
-            rcpt_replies += [reply] * (len(commands) - 1 - len(rcpt_replies))
-            accepted = any(r.is_positive for r in rcpt_replies)
-            return mail_reply, rcpt_replies, reply if accepted else None
     if not any(r.is_positive for r in rcpt_replies):
         return mail_reply, rcpt_replies, None
     (data_reply,) = yield from _replies(Step([b"DATA\r\n"], 1), progress)
@@ -367,8 +450,13 @@ def _one_transaction(
     """Run one transaction; return the status it gave its recipients."""
     commands = [mail_command(envelope, features)]
     commands += [rcpt_command(envelope, addr, features) for _, addr in recipients]
-    run = _pipelined if "pipelining" in features else _lock_step
-    mail_reply, rcpt_replies, data_reply = yield from run(envelope, commands, progress)
+    pipelining = "pipelining" in features
+    if "chunking" in features:
+        outcome = yield from _chunked(envelope, commands, progress, pipelining)
+    else:
+        run = _pipelined if pipelining else _lock_step
+        outcome = yield from run(envelope, commands, progress)
+    mail_reply, rcpt_replies, data_reply = outcome
     if (data_reply is None or not data_reply.is_positive) and not progress.closing:
         # End the failed transaction so the connection can serve the next one.
         yield from _replies(Step([b"RSET\r\n"], 1), progress)

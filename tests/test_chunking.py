@@ -1,0 +1,245 @@
+"""CHUNKING (RFC 3030): the data as one ``BDAT <size> LAST``, sync and async.
+
+Against :class:`tests.chunking_smtpd.ChunkingServer`, which reads exactly the
+declared octets and records them: the data arrives byte for byte, not
+dot-stuffed, the size right; refused recipients, a refused BDAT and a BDAT
+with no accepted recipient get their statuses and leave the connection
+usable; ``chunking=False`` and a server without PIPELINING. Then a real
+Postfix (Debian's, which offers CHUNKING) takes the BDAT and passes the
+message on, byte for byte under its Received: header, to a ChunkingServer as
+its next hop; it skips, printing why, only when Postfix cannot run (under
+CI=true it fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import amsdal_mail
+from amsdal_mail import EmailMessage
+from amsdal_mail.smtp import aio, sync
+from amsdal_mail.status import FAILED, REJECTED, SENT
+from tests.chunking_smtpd import ChunkingServer
+from tests.postfix import PostfixRelay, postfix_unavailable
+
+SENDER = "from@example.test"
+# Lines a DATA transfer would have to dot-stuff, and 8bit text.
+BODY = ".starts with a dot\n.\n..two dots\nplain line\ncaf\u00e9 \u00fcber\nlast line, no newline"
+
+
+@pytest.fixture
+def server() -> Iterator[ChunkingServer]:
+    with ChunkingServer() as srv:
+        yield srv
+
+
+def _message(to: list[str], sender: str = SENDER) -> EmailMessage:
+    return EmailMessage(subject="chunks", body=BODY, from_email=sender, to=to)
+
+
+def _backend(server: ChunkingServer, **options: object) -> amsdal_mail.BaseBackend:
+    return amsdal_mail.get_connection("smtp", host=server.host, port=server.port, **options)
+
+
+def _check_bytes(server: ChunkingServer) -> None:
+    (received,) = server.messages
+    assert received.via == "BDAT"
+    assert received.sizes == [len(received.data)]
+    body = received.data.split(b"\r\n\r\n", 1)[1]
+    # Not dot-stuffed: the lines are as written, CRLF-terminated.
+    assert body.startswith(b".starts with a dot\r\n.\r\n..two dots\r\nplain line\r\n")
+    assert "café über".encode() in body
+    assert received.data.endswith(b"last line, no newline\r\n")
+    assert not received.data.endswith(b"\r\n.\r\n")
+    assert b"\r\n" + b"\n".join(received.data.split(b"\r\n")) not in received.data  # CRLF only
+    bdat = [c for c in server.commands if c.startswith(b"BDAT")]
+    assert bdat == [f"BDAT {len(received.data)} LAST".encode()]
+    assert not any(c.startswith(b"DATA") for c in server.commands)
+
+
+def test_bdat_sends_the_data_byte_for_byte(server: ChunkingServer) -> None:
+    status = amsdal_mail.send_mail(
+        "chunks", BODY, SENDER, ["a@example.test"], connection=_backend(server)
+    )
+    assert status.recipients["a@example.test"].status == SENT
+    _check_bytes(server)
+    # MAIL, RCPT and BDAT with its data came in one write (one round trip).
+    first = next(r for r in server.reads if r.startswith(b"MAIL"))
+    assert b"RCPT TO:<a@example.test>" in first and b"BDAT " in first
+    assert first.endswith(b"last line, no newline\r\n")
+
+
+async def test_async_bdat_sends_the_data_byte_for_byte(server: ChunkingServer) -> None:
+    status = await amsdal_mail.asend_mail(
+        "chunks", BODY, SENDER, ["a@example.test"], connection=_backend(server)
+    )
+    assert status.recipients["a@example.test"].status == SENT
+    _check_bytes(server)
+
+
+def _statuses(status: amsdal_mail.SendStatus) -> dict[str, tuple[str, int | None]]:
+    return {k: (v.status, v.code) for k, v in status.recipients.items()}
+
+
+def test_refused_recipients_keep_their_replies(server: ChunkingServer) -> None:
+    to = ["ok@example.test", "refuse@example.test", "later@example.test"]
+    with _backend(server) as backend:
+        status = backend.send_messages([_message(to)])
+    assert _statuses(status) == {
+        "ok@example.test": (SENT, 250),
+        "refuse@example.test": (REJECTED, 550),
+        "later@example.test": (FAILED, 450),
+    }
+    (received,) = server.messages
+    assert received.recipients == ["ok@example.test"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lock-step"])
+def test_all_refused_then_the_connection_serves_the_next_message(pipelining: bool) -> None:
+    with ChunkingServer(pipelining=pipelining) as server, _backend(server) as backend:
+        status = backend.send_messages([_message(["refuse1@example.test", "refuse2@example.test"])])
+        assert _statuses(status) == {
+            "refuse1@example.test": (REJECTED, 550),
+            "refuse2@example.test": (REJECTED, 550),
+        }
+        status = backend.send_messages([_message(["a@example.test"])])
+        assert _statuses(status) == {"a@example.test": (SENT, 250)}
+    assert [m.recipients for m in server.messages] == [["a@example.test"]]
+    if pipelining:
+        # The BDAT went with the RCPTs and was answered 503 (no valid recipient); then RSET.
+        assert "503 5.5.1 no valid recipients" in server.replies
+        assert server.commands.count(b"RSET") == 1
+    else:
+        # Lock step: no BDAT when nobody was accepted.
+        assert sum(c.startswith(b"BDAT") for c in server.commands) == 1
+    assert sum(c.upper().startswith(b"EHLO") for c in server.commands) == 1  # one connection
+
+
+async def test_async_all_refused_then_the_next_message(server: ChunkingServer) -> None:
+    async with _backend(server) as backend:
+        status = await backend.asend_messages([_message(["refuse@example.test"])])
+        assert _statuses(status) == {"refuse@example.test": (REJECTED, 550)}
+        status = await backend.asend_messages([_message(["a@example.test"])])
+        assert _statuses(status) == {"a@example.test": (SENT, 250)}
+    assert [m.recipients for m in server.messages] == [["a@example.test"]]
+
+
+def test_a_refused_bdat_is_the_status_of_every_accepted_recipient(server: ChunkingServer) -> None:
+    to = ["a@example.test", "b@example.test", "refuse@example.test"]
+    with _backend(server) as backend:
+        status = backend.send_messages([_message(to, sender="bdatfail@example.test")])
+        assert _statuses(status) == {
+            "a@example.test": (REJECTED, 554),
+            "b@example.test": (REJECTED, 554),
+            "refuse@example.test": (REJECTED, 550),
+        }
+        status = backend.send_messages([_message(["c@example.test"])])
+        assert _statuses(status) == {"c@example.test": (SENT, 250)}
+    assert [m.recipients for m in server.messages] == [["c@example.test"]]
+    assert server.commands.count(b"RSET") == 1
+
+
+def test_lock_step_without_pipelining() -> None:
+    with ChunkingServer(pipelining=False) as server:
+        status = amsdal_mail.send_mail(
+            "chunks", BODY, SENDER, ["a@example.test"], connection=_backend(server)
+        )
+        assert status.recipients["a@example.test"].status == SENT
+        _check_bytes(server)
+
+
+@pytest.mark.parametrize("value", [False, "false"])
+def test_chunking_false_sends_data(
+    server: ChunkingServer, value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if isinstance(value, str):
+        monkeypatch.setenv("AMSDAL_EMAIL_CHUNKING", value)
+        backend = _backend(server)
+    else:
+        backend = _backend(server, chunking=value)
+    status = amsdal_mail.send_mail("chunks", BODY, SENDER, ["a@example.test"], connection=backend)
+    assert status.recipients["a@example.test"].status == SENT
+    (received,) = server.messages
+    assert received.via == "DATA"
+    assert not any(c.startswith(b"BDAT") for c in server.commands)
+    assert received.data.split(b"\r\n\r\n", 1)[1].startswith(b".starts with a dot\r\n.\r\n")
+
+
+@pytest.fixture
+def postfix_to_recorder() -> Iterator[tuple[PostfixRelay, ChunkingServer]]:
+    """A real Postfix (offering CHUNKING) relaying to a ChunkingServer as next hop."""
+    reason = postfix_unavailable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postfix is required under CI=true: {reason}")
+        print(f"skipping: {reason}")
+        pytest.skip(reason)
+    # Not under pytest's tmp_path, whose parent is private to root.
+    directory = Path(tempfile.mkdtemp(prefix="amsdal-chunking-"))
+    try:
+        with ChunkingServer() as next_hop, PostfixRelay(directory, next_hop.port) as relay:
+            yield relay, next_hop
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
+    postfix_to_recorder: tuple[PostfixRelay, ChunkingServer],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    relay, next_hop = postfix_to_recorder
+    sent: list[bytes] = []
+    original = sync._Connection.send_chunks
+
+    def send_chunks(self: sync._Connection, chunks: list[bytes]) -> None:
+        sent.append(b"".join(chunks))
+        original(self, chunks)
+
+    monkeypatch.setattr(sync._Connection, "send_chunks", send_chunks)
+    reader_exchange = aio._ReplyReader.exchange
+
+    async def exchange(self: Any, payload: list[bytes], replies: int, timeout: Any) -> Any:
+        sent.append(b"".join(payload))
+        return await reader_exchange(self, payload, replies, timeout)
+
+    monkeypatch.setattr(aio._ReplyReader, "exchange", exchange)
+    backend = amsdal_mail.get_connection("smtp", host=relay.host, port=relay.port)
+    args = ("chunks", BODY, SENDER, ["rcpt@example.test"])
+    if mode == "sync":
+        status = amsdal_mail.send_mail(*args, connection=backend)
+    else:
+        status = await amsdal_mail.asend_mail(*args, connection=backend)
+    assert status.recipients["rcpt@example.test"].status == SENT, relay.log()
+    (group,) = [p for p in sent if b"BDAT " in p]
+    head, data = group.split(b" LAST\r\n", 1)
+    assert head.startswith(b"MAIL FROM:") and b"\r\nRCPT TO:<rcpt@example.test>" in head
+    assert int(head.rsplit(b"BDAT ", 1)[1]) == len(data)
+    deadline = time.monotonic() + 30
+    while not next_hop.messages and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert next_hop.messages, f"Postfix passed nothing on\n{relay.log()}"
+    (received,) = next_hop.messages
+    # Postfix puts its Received: header on top; the rest is the message as sent.
+    assert received.data.endswith(data), (received.data, data)
+    added = received.data[: -len(data)].split(b"\r\n")
+    assert added[-1] == b"" and added[0].startswith(b"Received: ")
+    assert all(line[:1] in (b" ", b"\t") for line in added[1:-1])  # its folded lines
+    assert b"\r\n.\r\n..two dots\r\n" in data  # as written, not dot-stuffed
+
+
+def test_a_bad_chunking_value_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMSDAL_EMAIL_CHUNKING", "sometimes")
+    with pytest.raises(amsdal_mail.ConfigurationError, match="CHUNKING") as caught:
+        amsdal_mail.get_connection("smtp", host="127.0.0.1", port=25)
+    assert "sometimes" in str(caught.value)
