@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import profiles, rendering, report, rss
+from . import profiles, real_postfix, rendering, report, rss
 from .profiles import Content, Profile
 from .senders import Sender, Target, all_senders
 from .sinks import HOST, AiosmtpdSink, SmtpSink
@@ -68,7 +68,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         default=0.5,
         help="fraction of the message counts sent to the (slower, Python) aiosmtpd sink (0.5)",
     )
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: network, render, rss")
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated parts to skip: network, real-postfix, render, rss",
+    )
+    p.add_argument(
+        "--real-postfix-messages",
+        type=int,
+        help="messages per repetition, one connection each, to the real Postfix "
+        "(default 200; quick 20)",
+    )
     p.add_argument("--no-install", action="store_true", help="never apt-get install postfix")
     p.add_argument("--out", type=Path, help="report path (default docs/benchmarks.md)")
     p.add_argument("--chart", type=Path, help="chart path (default beside the report)")
@@ -89,6 +99,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "recipient_messages": (50, 10),
         "render_messages": (1000, 50),
         "rss_mib": (25, 5),
+        "real_postfix_messages": (200, 20),
     }
     for name, (full, small) in defaults.items():
         if getattr(a, name) is None:
@@ -224,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib": a.rss_mib,
         "sinks": ",".join(sink_names),
         "aiosmtpd share of the counts": a.aiosmtpd_share,
+        "real-postfix messages": a.real_postfix_messages,
     }
     res = report.Results(
         options=options, command=shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]])
@@ -269,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     if sink is not smtp_sink:
                         sink.stop()
+        if "real-postfix" not in skip:
+            _real_postfix(a, res)
         if "render" not in skip:
             for profile in plist:
                 print(f"==> rendering: {profile.title}, {a.render_messages} messages", flush=True)
@@ -298,6 +312,20 @@ def main(argv: list[str] | None = None) -> int:
         state = {True: "met", False: "NOT met", None: "n/a"}[t.met]
         print(f"    {t.what}: {report._fmt_ratio(t.measured)} ({state})")
     return 0
+
+
+def _real_postfix(a: argparse.Namespace, res: report.Results) -> None:
+    """Measure the real-Postfix profile into ``res`` (a note when it cannot run here)."""
+    why = real_postfix.unavailable()
+    if why:
+        res.notes.append(f"The real-Postfix profile did not run: {why}.")
+        return
+    print(f"==> real Postfix: {a.real_postfix_messages} messages x {a.reps}", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-postfix-") as tmp,
+        real_postfix.SubmissionPostfix(Path(tmp)) as server,
+    ):
+        res.real_postfix = real_postfix.measure(server.port, a.real_postfix_messages, a.reps)
 
 
 def _render_count(a: argparse.Namespace, profile: Profile) -> int:

@@ -35,6 +35,8 @@ class Results:
     notes: list[str] = field(default_factory=list)
     postfix_version: str = ""
     seconds: float = 0.0
+    #: real Postfix (STARTTLS + AUTH): sender name -> ms per message, per repetition
+    real_postfix: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _median(values: list[float]) -> float:
@@ -162,6 +164,66 @@ _READING = [
 ]
 
 
+REAL_POSTFIX_TITLE = "## Sending: real Postfix, STARTTLS + AUTH, one connection per message"
+_REAL_POSTFIX_LABELS = {
+    "ours": "amsdal_mail send_mail()",
+    "ours-async": "amsdal_mail asend_mail()",
+    "django": "Django SMTP backend send_mail()",
+}
+
+
+def real_postfix_section(figures: dict[str, list[float]], count: int) -> list[str]:
+    """Return the report's lines for the real-Postfix profile (``benchmarks.real_postfix``)."""
+    lines = [
+        REAL_POSTFIX_TITLE,
+        "",
+        "Debian's Postfix on 127.0.0.1, configured by the benchmark "
+        "(`benchmarks/real_postfix.py`): STARTTLS and AUTH PLAIN required, SASL through "
+        f"Dovecot's auth socket, mail discarded. {count} messages per repetition, each on a "
+        "new connection (greeting, EHLO, STARTTLS, TLS handshake, EHLO, AUTH, the message, "
+        "QUIT), as a request calling `send_mail()` does. Milliseconds per message: lower is "
+        "better.",
+        "",
+        "| sender | ms per message | ratio to Django |",
+        "|---|---|---|",
+    ]
+    base = figures.get(BASELINE, [])
+    for name, values in figures.items():
+        if not values:
+            continue
+        low, high = min(values), max(values)
+        ratio = _median(values) / _median(base) if base else None
+        lines.append(
+            f"| {_REAL_POSTFIX_LABELS.get(name, name)} | {_median(values):.1f} "
+            f"[{low:.1f}–{high:.1f}] | {_fmt_ratio(ratio)} |"
+        )
+    return [*lines, ""]
+
+
+def splice_section(text: str, section: list[str]) -> str:
+    """Return report ``text`` with ``section`` in place of its old copy, the rest kept.
+
+    A report without one gets it before ``## Rendering`` (else ``## Machine``, else at the end).
+    """
+    lines = text.split("\n")
+    title = section[0]
+    if title in lines:
+        start = lines.index(title)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        del lines[start:end]
+    else:
+        start = len(lines)
+        for heading in ("## Rendering (no network)", "## Machine"):
+            found = [i for i, line in enumerate(lines) if line.startswith(heading)]
+            if found:
+                start = found[0]
+                break
+    lines[start:start] = section
+    return "\n".join(lines)
+
+
 def write_markdown(res: Results, path: Path, chart: Path | None) -> None:
     """Write the report to ``path``."""
     o = res.options
@@ -225,6 +287,8 @@ def write_markdown(res: Results, path: Path, chart: Path | None) -> None:
                 cells += [f"{_median(cpu.get(p, {}).get(s, [])):,.0f}" for p in profile_names]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+    if res.real_postfix:
+        lines += real_postfix_section(res.real_postfix, int(o.get("real-postfix messages", 0)))
     if res.rendering:
         lines += [
             "## Rendering (no network)",

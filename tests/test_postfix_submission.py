@@ -133,3 +133,17 @@ def test_refused_login_is_an_authentication_error(submission: SubmissionPostfix)
             ["a@example.test"],
             connection=amsdal_mail.get_connection("smtp", **options),
         )
+
+
+def test_the_real_postfix_section_replaces_its_old_copy_and_keeps_the_rest() -> None:
+    from benchmarks.report import REAL_POSTFIX_TITLE, real_postfix_section, splice_section
+
+    old = "# Benchmarks\n\n## Sending: smtp-sink\n\nrows\n\n## Rendering (no network)\n\nr\n"
+    section = real_postfix_section({"ours": [5.0, 4.0, 6.0], "django": [10.0, 10.0, 10.0]}, 200)
+    assert "| amsdal_mail send_mail() | 5.0 [4.0–6.0] | 0.50x |" in section
+    once = splice_section(old, section)
+    assert once.index("## Sending: smtp-sink") < once.index(REAL_POSTFIX_TITLE)
+    assert once.index(REAL_POSTFIX_TITLE) < once.index("## Rendering (no network)")
+    again = splice_section(once, real_postfix_section({"ours": [7.0], "django": [7.0]}, 10))
+    assert again.count(REAL_POSTFIX_TITLE) == 1 and "5.0 [4.0–6.0]" not in again
+    assert "rows" in again and again.endswith("## Rendering (no network)\n\nr\n")
