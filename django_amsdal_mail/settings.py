@@ -92,6 +92,11 @@ AMSDAL_OPTIONS: Final[dict[str, str | None]] = {
     "dkim_domain": "EMAIL_DKIM_DOMAIN",
     "dkim_private_key": "EMAIL_DKIM_PRIVATE_KEY",
     "dkim_private_key_file": "EMAIL_DKIM_PRIVATE_KEY_FILE",
+    "return_path": "EMAIL_RETURN_PATH",
+    "verp": "EMAIL_VERP",
+    # Signs the VERP tokens; Django's SECRET_KEY when nothing else gives one.
+    "verp_secret": None,
+    "chunking": None,
 }
 #: Every SMTP option the backend takes.
 OPTIONS: Final = (*SMTP_OPTIONS, *AMSDAL_OPTIONS)
@@ -374,10 +379,13 @@ def _collect(
         return None, [_unknown_backend(found)]
     if not issubclass(found, SMTPBackend):
         return MailerSettings(alias, found), []
+    defaults: dict[str, Any] = dict(_DJANGO_DEFAULTS) if alias is None else {}
+    if getattr(settings, "SECRET_KEY", ""):
+        defaults["verp_secret"] = settings.SECRET_KEY  # VERP tokens signed with it by default
     resolution = inspect_smtp_settings(
         layers=_layers(explicit, alias),
         environ=environ,
-        defaults=_DJANGO_DEFAULTS if alias is None else None,
+        defaults=defaults or None,
         keyfile_needs_certfile=False,  # Django accepts it and ignores it (W002)
     )
     sources = resolution.sources

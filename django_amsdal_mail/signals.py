@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-__all__ = ["outbox_finished", "post_send", "pre_send"]
+__all__ = ["delivery", "outbox_finished", "post_send", "pre_send"]
 
 #: Sent before each message is converted and sent.
 #:
@@ -76,3 +76,20 @@ post_send = Signal()
 #: (only the recipients it sent to), ``backend``, and two more arguments:
 #: ``outbox_message`` and ``attempt`` (the message's attempt number, from 1).
 outbox_finished = Signal()
+
+#: Sent by :func:`django_amsdal_mail.tracking.record_event` for each delivery
+#: event read from a delivery report (``manage.py amsdal_bounces``).
+#:
+#: Arguments:
+#:
+#: ``sender``
+#:     The :class:`amsdal_mail.tracking.DeliveryEvent` class.
+#: ``event``
+#:     The :class:`~amsdal_mail.tracking.DeliveryEvent`: ``event`` (``delivered``,
+#:     ``bounced``, ``delayed``, ``relayed``, ``expanded``), ``recipient``,
+#:     ``status``, ``diagnostic``, ``envid``, ``message_id``, ``reported_at``...
+#: ``outbox_recipient``
+#:     The :class:`~django_amsdal_mail.outbox.models.OutboxRecipient` the report
+#:     is about (its ``delivery`` already updated), or None: the outbox is not
+#:     installed, or the report names no message and recipient it holds.
+delivery = Signal()

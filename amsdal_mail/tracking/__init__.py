@@ -22,7 +22,15 @@ from .report import (
     ReportTooLargeError,
     parse_report,
 )
-from .verp import VERP_SECRET_ENV, VerpToken, decode_verp, encode_verp, message_key, verp_secret
+from .verp import (
+    VERP_SECRET_ENV,
+    VerpToken,
+    decode_verp,
+    encode_verp,
+    is_verp,
+    message_key,
+    verp_secret,
+)
 
 __all__ = [
     "BOUNCED",
@@ -43,6 +51,7 @@ __all__ = [
     "VerpToken",
     "decode_verp",
     "encode_verp",
+    "is_verp",
     "message_key",
     "parse_report",
     "verp_secret",

@@ -28,6 +28,7 @@ __all__ = [
     "VerpToken",
     "decode_verp",
     "encode_verp",
+    "is_verp",
     "message_key",
     "verp_secret",
 ]
@@ -119,6 +120,12 @@ def encode_verp(return_path: str, key: str, recipient: str, secret: str | bytes 
         raise ValueError(f"return_path must be an address (local@domain), got {return_path!r}")
     signature = _signature(verp_secret(secret), key, recipient)
     return f"{local}+{key.lower()}-{signature}-{_encode_recipient(recipient)}@{domain}"
+
+
+def is_verp(address: str) -> bool:
+    """Return True when ``address`` carries a VERP token (signed or not; see decode_verp)."""
+    local, at, _domain = address.strip().removeprefix("<").removesuffix(">").rpartition("@")
+    return bool(at) and _TOKEN.search(local) is not None
 
 
 def decode_verp(address: str, *, secret: str | bytes | None = None) -> VerpToken:

@@ -72,6 +72,31 @@ class RecipientStatusFilter(admin.SimpleListFilter):
         )
 
 
+class RecipientDeliveryFilter(admin.SimpleListFilter):
+    """Messages with at least one recipient whose last delivery report says the chosen word."""
+
+    title = "recipient delivery"
+    parameter_name = "recipient_delivery"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """Return every delivery word, and "no report"."""
+        return [
+            (value or "none", str(label)) for value, label in OutboxRecipient.Delivery.choices
+        ]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[OutboxMessage]
+    ) -> QuerySet[OutboxMessage]:
+        """Keep the messages with a recipient of the chosen delivery (an EXISTS: no duplicates)."""
+        value = self.value()
+        if value is None:
+            return queryset
+        word = "" if value == "none" else value
+        return queryset.filter(
+            Exists(OutboxRecipient.objects.filter(message=OuterRef("pk"), delivery=word))
+        )
+
+
 class OutboxRecipientInline(admin.TabularInline):  # type: ignore[type-arg]
     """The message's recipients and what happened to each, read-only."""
 
@@ -88,6 +113,9 @@ class OutboxRecipientInline(admin.TabularInline):  # type: ignore[type-arg]
         "next_attempt_at",
         "updated_at",
         "delivery",
+        "delivery_status",
+        "delivery_diagnostic",
+        "delivery_at",
     )
     readonly_fields = fields
     ordering = ("position",)
@@ -118,7 +146,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "next_attempt_at",
         "created_at",
     )
-    list_filter = ("state", RecipientStatusFilter)
+    list_filter = ("state", RecipientStatusFilter, RecipientDeliveryFilter)
     search_fields = ("recipients__address", "subject", "from_email", "message_id")
     ordering = ("-created_at",)
     inlines = (OutboxRecipientInline,)

@@ -50,6 +50,8 @@ class OutboxMessage(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     message_id = models.CharField(max_length=998, db_index=True)
+    #: :func:`amsdal_mail.tracking.message_key` of ``message_id``: what a VERP token names.
+    message_key = models.CharField(max_length=16, db_index=True, blank=True, default="")
     subject = models.TextField(blank=True, default="")
     from_email = models.TextField(blank=True, default="")
     last_error = models.TextField(blank=True, default="")
@@ -80,9 +82,20 @@ class OutboxRecipient(models.Model):
     ``attempt_token`` is set, durably, just before an attempt hands the
     message over and cleared when its outcome is recorded: a worker that
     died in between leaves it set, and that recipient becomes ``unknown``.
-    ``delivery`` holds the last delivery-tracking event as JSON text (filled by
-    delivery tracking; empty until then).
+    ``delivery`` is the word of the last delivery report about it
+    (``delivered``, ``bounced``, ``delayed``, ``relayed``, ``expanded``; empty
+    until one arrives), with ``delivery_status`` (the RFC 3463 code),
+    ``delivery_diagnostic`` (the remote server's words) and ``delivery_at``
+    (when the report says it happened): see :mod:`django_amsdal_mail.tracking`.
     """
+
+    class Delivery(models.TextChoices):
+        NONE = "", "no report"
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        DELAYED = "delayed"
+        RELAYED = "relayed"
+        EXPANDED = "expanded"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -108,7 +121,12 @@ class OutboxRecipient(models.Model):
     unknowns = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     attempt_token = models.CharField(max_length=200, blank=True, default="")
-    delivery = models.TextField(blank=True, default="")
+    delivery = models.CharField(
+        max_length=16, choices=Delivery.choices, blank=True, default=Delivery.NONE
+    )
+    delivery_status = models.CharField(max_length=16, blank=True, default="")
+    delivery_diagnostic = models.TextField(blank=True, default="")
+    delivery_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -119,7 +137,10 @@ class OutboxRecipient(models.Model):
                 fields=["message", "address"], name="amsdal_outbox_recipient_once"
             )
         ]
-        indexes = [models.Index(fields=["status"], name="amsdal_outbox_rcpt_status")]
+        indexes = [
+            models.Index(fields=["status"], name="amsdal_outbox_rcpt_status"),
+            models.Index(fields=["delivery"], name="amsdal_outbox_rcpt_delivery"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.address} [{self.status}]"

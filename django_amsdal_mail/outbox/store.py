@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from amsdal_mail import EmailMessage, InvalidMessageError
 from amsdal_mail.mime import make_message_id, render
+from amsdal_mail.tracking import message_key
 from django_amsdal_mail.convert import convert_message
 
 from . import storage
@@ -81,6 +82,7 @@ def enqueue_messages(
             priority=priority,
             next_attempt_at=due,
             message_id=p.message_id,
+            message_key=message_key(p.message_id),
             subject=p.message.subject,
             from_email=p.message.from_email or "",
             created_at=now,
