@@ -141,7 +141,11 @@ def _check_structure(message: email.message.Message) -> list[email.message.Messa
             "message/global",
         )
         if nests and isinstance(payload, list):
-            stack.extend((child, depth + 1) for child in reversed(payload))
+            stack.extend(
+                (child, depth + 1)
+                for child in reversed(payload)
+                if isinstance(child, email.message.Message)
+            )
     return parts
 
 

@@ -80,9 +80,7 @@ class RecipientDeliveryFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         """Return every delivery word, and "no report"."""
-        return [
-            (value or "none", str(label)) for value, label in OutboxRecipient.Delivery.choices
-        ]
+        return [(value or "none", str(label)) for value, label in OutboxRecipient.Delivery.choices]
 
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[OutboxMessage]

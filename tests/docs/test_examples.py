@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.mail import EmailMessage
 from django.utils.module_loading import import_string
 
+from amsdal_mail.tracking import parse_report
 from tests.smtpd import RecordingServer
 from tests.test_readme import _dkim_key, _write_service_account_key
 
@@ -34,6 +36,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 LIBRARY_PAGES = ["index.md", "quickstart.md", "configuration.md", "oauth2.md", "troubleshooting.md"]
 DJANGO_PAGES = [
     "django.md",
+    "tracking.md",
     "migrating/django-smtp.md",
     "migrating/django-celery-email.md",
     "migrating/django-mailer.md",
@@ -226,6 +229,21 @@ def test_django_example_runs(
     elif "message.dsn = DSN(" in source:
         assert capsys.readouterr().out.strip() == "sent"
         assert "List-Unsubscribe" in django_server.messages[-1].message
+    elif "@receiver(delivery)" in source:
+        from django_amsdal_mail.outbox import enqueue
+        from django_amsdal_mail.signals import delivery
+        from django_amsdal_mail.tracking import record_event
+        from tests.tracking.reports import report
+
+        try:
+            (row,) = enqueue(EmailMessage("Hi", "Body", "a@example.com", ["gone@example.net"]))
+            failed = {"Final-Recipient": "rfc822; gone@example.net", "Action": "failed"}
+            (event,) = parse_report(report([{**failed, "Status": "5.1.1"}], envid=row.message_id))
+            recipient = record_event(event)
+        finally:
+            delivery.disconnect(namespace["on_delivery"])
+        assert recipient is not None and recipient.delivery == "bounced"
+        assert capsys.readouterr().out.strip() == "stop mailing gone@example.net"
     elif "rate_limit=5" in source:
         assert len(django_server.messages) == 3
     else:

@@ -94,14 +94,17 @@ class Command(BaseCommand):
             parse_listen(options["listen"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        paths = options["return_path"] or [
-            p
-            for p in (
-                getattr(settings, "EMAIL_RETURN_PATH", None),
-                os.environ.get("AMSDAL_EMAIL_RETURN_PATH"),
-            )
-            if p
-        ][:1]
+        paths = (
+            options["return_path"]
+            or [
+                p
+                for p in (
+                    getattr(settings, "EMAIL_RETURN_PATH", None),
+                    os.environ.get("AMSDAL_EMAIL_RETURN_PATH"),
+                )
+                if p
+            ][:1]
+        )
         if not paths:
             raise CommandError(
                 "serve needs the return path it takes reports for: --return-path ADDR, "
