@@ -232,7 +232,7 @@ def test_checks_report_each_alias(settings: Any) -> None:
         | {"use_ssl", "timeout", "ssl_certfile", "ssl_keyfile"}
         | {"oauth2_token", "max_messages_per_connection", "rate_limit"}
         | {"dsn_notify", "dsn_ret", "dkim_selector", "dkim_domain", "dkim_private_key"}
-        | {"dkim_private_key_file"}
+        | {"dkim_private_key_file", "return_path", "verp", "verp_secret", "chunking"}
     )
     assert check_mail_settings() == [
         checks.Error(
