@@ -185,8 +185,11 @@ def send_flow(
                 yield Throttle()
             status = yield from transaction(envelope, pending, connection.features, progress)
         except TransportError as error:
-            if progress.data_sent:
-                final.update(dict.fromkeys((k for k, _ in pending), _unknown(error)))
+            if progress.data_sent or progress.finished:
+                # Not resent: the message may be with the server. Those refused at RCPT,
+                # or answered in an earlier transaction of the attempt, keep their answer.
+                rest = _unknown(error) if progress.data_sent else _lost(error)
+                final.update({k: progress.settled.get(k, rest) for k, _ in pending})
                 return _ordered(keys, final, esp_response)
             if _refresh(error, refreshed):
                 fresh = refresh = refreshed = True
@@ -272,6 +275,14 @@ def _unknown(error: TransportError) -> RecipientStatus:
         status=UNKNOWN,
         response="connection lost after the message data was sent; the server may or "
         f"may not have accepted it, so it is not resent: {error}",
+    )
+
+
+def _lost(error: TransportError) -> RecipientStatus:
+    return RecipientStatus(
+        status=FAILED,
+        response="connection lost before the message data was sent to this recipient; "
+        f"not delivered (it is not resent at once: others of the message have it): {error}",
     )
 
 

@@ -37,7 +37,14 @@ from ..message.addresses import Address
 from ..message.dsn import DSN, RET_WORDS, merge_dsn, utf8_addr_xtext, xtext
 from ..mime import make_message_id, render_chunks
 from ..mime.dkim import DKIMSigner
-from ..status import SendStatus, SMTPCode, SMTPReply, status_from_transaction
+from ..status import (
+    RecipientStatus,
+    SendStatus,
+    SMTPCode,
+    SMTPReply,
+    recipient_status_from_reply,
+    status_from_transaction,
+)
 from ..tracking.verp import encode_verp, message_key
 
 __all__ = [
@@ -103,14 +110,28 @@ class Step:
 class Progress:
     """How far the current attempt got (to tell a safe retry from an unknown fate)."""
 
-    __slots__ = ("closing", "data_sent", "replies", "reused")
+    __slots__ = ("closing", "current", "data_sent", "finished", "replies", "reused", "settled")
 
     def __init__(self, reused: bool = False) -> None:
+        #: The data of the transaction under way is with the server (its reply may not come).
         self.data_sent = False
+        #: A transaction of this attempt ended (452 sends the rest in a further one).
+        self.finished = False
         self.replies = 0
         self.reused = reused
         #: A 421 came: the server is closing the connection, nothing more may be written.
         self.closing = False
+        #: The recipient keys of the transaction under way.
+        self.current: list[str] = []
+        #: Recipients whose fate this attempt already knows whatever happens next: those
+        #: refused at RCPT before the data went out, those of a finished transaction.
+        self.settled: dict[str, RecipientStatus] = {}
+
+    def settle_refused(self, rcpt_replies: list[SMTPReply]) -> None:
+        """Record the recipients of the current transaction that RCPT refused."""
+        for key, reply in zip(self.current, rcpt_replies, strict=False):
+            if not reply.is_positive:
+                self.settled[key] = recipient_status_from_reply(reply)
 
 
 def prepare_envelope(
@@ -263,6 +284,8 @@ def transaction(
     pending = recipients
     while pending:
         status = yield from _one_transaction(envelope, pending, features, progress)
+        progress.settled.update(status.recipients)
+        progress.finished = True
         statuses.append(status)
         retry = [
             (key, addr)
@@ -373,6 +396,7 @@ def _chunked(
         return mail_reply, rcpt_replies, closing
     if not any(r.is_positive for r in rcpt_replies):
         return mail_reply, rcpt_replies, None
+    progress.settle_refused(rcpt_replies)
     yield Step(bdat, 0)
     progress.data_sent = True
     (bdat_reply,) = yield from _replies(Step([], 1), progress)
@@ -419,6 +443,7 @@ def _pipelined(
             yield from _replies(Step([DATA_END], 1), progress)
         return mail_reply, rcpt_replies, None
     if data_reply.code == SMTPCode.START_INPUT:
+        progress.settle_refused(rcpt_replies)
         data_reply = yield from _send_data(envelope, progress)
     return mail_reply, rcpt_replies, data_reply
 
@@ -437,6 +462,7 @@ def _lock_step(
     (data_reply,) = yield from _replies(Step([b"DATA\r\n"], 1), progress)
     _check_data_reply(data_reply)
     if data_reply.code == SMTPCode.START_INPUT:
+        progress.settle_refused(rcpt_replies)
         data_reply = yield from _send_data(envelope, progress)
     return mail_reply, rcpt_replies, data_reply
 
@@ -450,6 +476,10 @@ def _one_transaction(
     """Run one transaction; return the status it gave its recipients."""
     commands = [mail_command(envelope, features)]
     commands += [rcpt_command(envelope, addr, features) for _, addr in recipients]
+    progress.current = [key for key, _ in recipients]
+    progress.data_sent = False
+    for key in progress.current:  # a new answer for them is coming
+        progress.settled.pop(key, None)
     pipelining = "pipelining" in features
     if "chunking" in features:
         outcome = yield from _chunked(envelope, commands, progress, pipelining)
