@@ -17,15 +17,17 @@ import cProfile
 import faulthandler
 import gc
 import io
+import json
 import pstats
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from . import profiles, real_postfix, rendering, report, rss
+from . import outbox, profiles, real_postfix, rendering, report, rss
 from .profiles import Content, Profile
 from .senders import Sender, Target, all_senders
 from .sinks import HOST, AiosmtpdSink, SmtpSink
@@ -71,13 +73,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: network, real-postfix, render, rss",
+        help="comma-separated parts to skip: network, real-postfix, outbox, render, rss",
     )
     p.add_argument(
         "--real-postfix-messages",
         type=int,
         help="messages per repetition, one connection each, to the real Postfix "
         "(default 200; quick 20)",
+    )
+    p.add_argument(
+        "--outbox-messages",
+        type=int,
+        help="messages per outbox throughput round (default 1000; quick 100)",
     )
     p.add_argument("--no-install", action="store_true", help="never apt-get install postfix")
     p.add_argument("--out", type=Path, help="report path (default docs/benchmarks.md)")
@@ -100,6 +107,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "render_messages": (1000, 50),
         "rss_mib": (25, 5),
         "real_postfix_messages": (200, 20),
+        "outbox_messages": (1000, 100),
     }
     for name, (full, small) in defaults.items():
         if getattr(a, name) is None:
@@ -236,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "sinks": ",".join(sink_names),
         "aiosmtpd share of the counts": a.aiosmtpd_share,
         "real-postfix messages": a.real_postfix_messages,
+        "outbox messages": a.outbox_messages,
     }
     res = report.Results(
         options=options, command=shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]])
@@ -283,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                         sink.stop()
         if "real-postfix" not in skip:
             _real_postfix(a, res)
+        if "outbox" not in skip:
+            _outbox(a, res)
         if "render" not in skip:
             for profile in plist:
                 print(f"==> rendering: {profile.title}, {a.render_messages} messages", flush=True)
@@ -326,6 +337,25 @@ def _real_postfix(a: argparse.Namespace, res: report.Results) -> None:
         real_postfix.SubmissionPostfix(Path(tmp)) as server,
     ):
         res.real_postfix = real_postfix.measure(server.port, a.real_postfix_messages, a.reps)
+
+
+def _outbox(a: argparse.Namespace, res: report.Results) -> None:
+    """Measure the outbox in a child process (it sets Django up on its own database)."""
+    why = outbox.unavailable()
+    if why:
+        res.notes.append(f"The outbox benchmark did not run: {why}.")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-outbox-json-") as tmp:
+        figures = Path(tmp, "outbox.json")
+        argv = [sys.executable, "-m", "benchmarks.outbox", "--json", str(figures)]
+        argv += ["--messages", str(a.outbox_messages), "--rounds", str(min(a.reps, 3))]
+        if a.quick:
+            argv += ["--view-messages", "50", "--inline-messages", "5"]
+        done = subprocess.run(argv, cwd=ROOT, timeout=a.budget, check=False)
+        if done.returncode != 0:
+            res.notes.append(f"The outbox benchmark failed (exit status {done.returncode}).")
+            return
+        res.outbox = json.loads(figures.read_text())
 
 
 def _render_count(a: argparse.Namespace, profile: Profile) -> int:

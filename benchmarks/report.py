@@ -37,6 +37,7 @@ class Results:
     seconds: float = 0.0
     #: real Postfix (STARTTLS + AUTH): sender name -> ms per message, per repetition
     real_postfix: dict[str, list[float]] = field(default_factory=dict)
+    outbox: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def _median(values: list[float]) -> float:
@@ -200,6 +201,62 @@ def real_postfix_section(figures: dict[str, list[float]], count: int) -> list[st
     return [*lines, ""]
 
 
+OUTBOX_TITLE = "## Outbox: what a view pays, and worker throughput"
+_OUTBOX_LABELS = {
+    "enqueue": "`enqueue()` (outbox rows + task row, committed; PostgreSQL)",
+    "ours-inline": "`send_mail()` inline, amsdal_mail Django backend",
+    "django-inline": "`send_mail()` inline, Django SMTP backend",
+}
+
+
+def outbox_section(figures: dict[str, dict[str, list[float]]], count: int) -> list[str]:
+    """Return the report's lines for the outbox (``benchmarks.outbox``)."""
+    from .outbox import DELAY, targets
+
+    view, throughput = figures["view"], figures["throughput"]
+    base = view.get("ours-inline", [])
+    lines = [
+        OUTBOX_TITLE,
+        "",
+        "`benchmarks/outbox.py`. **In the view**: milliseconds per message a request "
+        "spends handing it over. Inline, each call opens a connection to a server that "
+        f"waits {DELAY * 1000:.0f} ms before every reply and requires STARTTLS and AUTH "
+        "(aiosmtpd in a child process), as a distant provider does; `enqueue()` only "
+        "writes to the database (django-tasks-db's backend, a throwaway PostgreSQL "
+        "cluster on 127.0.0.1). Lower is better.",
+        "",
+        "| way | ms per message | share of the inline send |",
+        "|---|---|---|",
+    ]
+    for name, values in view.items():
+        share = _median(values) / _median(base) if base else None
+        lines.append(
+            f"| {_OUTBOX_LABELS.get(name, name)} | {_median(values):.2f} "
+            f"[{min(values):.2f}–{max(values):.2f}] | {'—' if share is None else f'{share:.3f}'} |"
+        )
+    one = throughput.get("1 worker", [])
+    lines += [
+        "",
+        f"**Throughput**: {count} messages committed to the outbox at once, sent by "
+        "`db_worker` processes (one task per message) to Postfix's `smtp-sink`, timed "
+        "from the commit until every message is `done`. Messages per second: higher is "
+        "better.",
+        "",
+        "| workers | messages/s | ratio to 1 worker |",
+        "|---|---|---|",
+    ]
+    for name, values in throughput.items():
+        ratio = _median(values) / _median(one) if one else None
+        lines.append(
+            f"| {name} | {_median(values):,.0f} [{min(values):,.0f}–{max(values):,.0f}] "
+            f"| {_fmt_ratio(ratio)} |"
+        )
+    lines += ["", "Targets:", ""]
+    for what, ratio, met in targets(figures):
+        lines.append(f"- {what}: {ratio:.3f} ({'met' if met else 'not met'})")
+    return [*lines, ""]
+
+
 def splice_section(text: str, section: list[str]) -> str:
     """Return report ``text`` with ``section`` in place of its old copy, the rest kept.
 
@@ -289,6 +346,8 @@ def write_markdown(res: Results, path: Path, chart: Path | None) -> None:
             lines.append("")
     if res.real_postfix:
         lines += real_postfix_section(res.real_postfix, int(o.get("real-postfix messages", 0)))
+    if res.outbox:
+        lines += outbox_section(res.outbox, int(o.get("outbox messages", 0)))
     if res.rendering:
         lines += [
             "## Rendering (no network)",

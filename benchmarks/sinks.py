@@ -198,8 +198,24 @@ class AiosmtpdSink(_Sink):
     name = "aiosmtpd"
     title = "aiosmtpd discard server (child process)"
 
-    def __init__(self, *, lifetime: float) -> None:
+    def __init__(
+        self,
+        *,
+        lifetime: float,
+        delay: float = 0.0,
+        tls: tuple[Path, Path] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        """``delay`` seconds before each reply; STARTTLS required with ``tls`` (certificate
+        chain, key); AUTH required with ``auth`` (user, password)."""
         self.lifetime = lifetime
+        self.extra: list[str] = []
+        if delay:
+            self.extra += ["--delay", str(delay)]
+        if tls:
+            self.extra += ["--cert", str(tls[0]), "--key", str(tls[1])]
+        if auth:
+            self.extra += ["--auth", f"{auth[0]}:{auth[1]}"]
 
     def start(self) -> None:
         fd, ready = tempfile.mkstemp(prefix="bench-aiosmtpd-")
@@ -214,6 +230,7 @@ class AiosmtpdSink(_Sink):
                     str(self.lifetime),
                     "--port-file",
                     ready,
+                    *self.extra,
                 ],
                 stdin=subprocess.PIPE,  # closed when this process dies: the child then exits
                 stdout=subprocess.DEVNULL,
