@@ -122,9 +122,23 @@ class PostfixRelay:
     returns Postfix's log (``maillog_file``) for assertion messages.
     """
 
-    def __init__(self, directory: Path, relay_port: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        relay_port: int,
+        *,
+        main_cf: str = "",
+        master_cf: str = "",
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """``main_cf`` and ``master_cf`` are appended to the configuration (``{config}`` and
+        ``{directory}`` in them are filled in); ``files`` are written into the configuration
+        directory (lookup tables named in ``main_cf``), their text filled in alike."""
         self.directory = directory
         self.relay_port = relay_port
+        self.extra_main = main_cf
+        self.extra_master = master_cf
+        self.files = files or {}
         self.host = "127.0.0.1"
         self.port = 0
         self.config = directory / "etc"
@@ -173,7 +187,12 @@ class PostfixRelay:
         # The directories Postfix itself writes into belong to its user.
         shutil.chown(self.directory / "data", "postfix")
         self.directory.chmod(0o755)
-        (self.config / "master.cf").write_text(_MASTER_CF.format(port=self.port))
+        names = {"config": self.config, "directory": self.directory}
+        (self.config / "master.cf").write_text(
+            _MASTER_CF.format(port=self.port) + self.extra_master.format(**names)
+        )
+        for name, text in self.files.items():
+            (self.config / name).write_text(text.format(**names))
         (self.config / "main.cf").write_text(
             _MAIN_CF.format(
                 config=self.config,
@@ -184,6 +203,7 @@ class PostfixRelay:
                 directory=self.directory,
                 relay_port=self.relay_port,
             )
+            + self.extra_main.format(**names)
         )
         # Creates the queue's subdirectories with the owners Postfix wants.
         self._postfix("set-permissions", "create-missing", timeout=60)
