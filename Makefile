@@ -36,13 +36,13 @@ endef
 # tests, configured by the tests themselves; Chromium and its driver for the
 # example project's browser test), from Debian's packages,
 # installed when missing (as root; elsewhere those tests say why they skip).
-SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix dovecot-core:dovecot \
+SERVICE_PACKAGES := redis-server:redis-server postgresql:initdb postfix:postfix dovecot-core:dovecot dovecot-imapd:imap-login \
 	chromium:chromium chromium-driver:chromedriver opendkim-tools:opendkim-testmsg
 services:
 	@missing=""; \
 	for pair in $(SERVICE_PACKAGES); do \
 		pkg=$${pair%%:*}; bin=$${pair#*:}; \
-		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 \
+		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || [ -x /usr/lib/dovecot/$$bin ] || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 \
 			|| missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

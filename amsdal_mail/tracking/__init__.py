@@ -8,7 +8,9 @@
   ``return_path=...`` and ``verp=True``;
 * :mod:`amsdal_mail.tracking.receiver` is an SMTP server that takes reports
   for its return path and prints each event as a JSON line
-  (``amsdal-mail bounces serve --listen HOST:PORT``).
+  (``amsdal-mail bounces serve --listen HOST:PORT``);
+* :mod:`amsdal_mail.tracking.imap` reads the reports delivered to a mailbox
+  over IMAP, each message once (``poll_imap``).
 """
 
 from .events import BOUNCED, DELAYED, DELIVERED, EVENTS, EXPANDED, RELAYED, DeliveryEvent

@@ -1,4 +1,4 @@
-"""``manage.py amsdal_bounces serve --listen HOST:PORT | --stdin``: delivery reports in.
+"""``manage.py amsdal_bounces serve --listen HOST:PORT | --stdin | --imap URL``: reports in.
 
 Each delivery report (an RFC 3464 DSN, or with the ``[tracking]`` extra a
 bounce flufl.bounce reads) becomes delivery events; each event goes to
@@ -15,12 +15,21 @@ printed as one JSON line.
   transport (Postfix ``pipe``, a ``.forward``, procmail) hands it over.
   A malformed or too large report exits with status 1, saying why, and
   records nothing.
+* ``--imap URL [--interval SECONDS]``: the reports delivered to a mailbox
+  (``imaps://USER:PASSWORD@HOST/MAILBOX``, or ``imap://`` with STARTTLS
+  required), read once each (:func:`amsdal_mail.tracking.imap.poll_imap`:
+  a processed message gets the keyword ``$AmsdalTracked``, one whose
+  recording failed is left for the next poll). One poll, for cron; with
+  ``--interval`` a poll every that many seconds until SIGINT or SIGTERM.
+  A summary of each poll goes to standard error.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -35,7 +44,8 @@ class Command(BaseCommand):
 
     help = (
         "Receive delivery reports: 'serve --listen HOST:PORT' runs an SMTP receiver, "
-        "'--stdin' reads one report; each event is recorded on the outbox and printed."
+        "'--stdin' reads one report, '--imap URL' reads a mailbox; each event is recorded "
+        "on the outbox and printed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -49,16 +59,35 @@ class Command(BaseCommand):
             metavar="ADDR",
             help="take reports for this address and its VERP addresses (repeatable)",
         )
+        parser.add_argument(
+            "--imap",
+            metavar="URL",
+            help="read the reports in this mailbox: imaps://USER:PASSWORD@HOST[:PORT]/MAILBOX",
+        )
+        parser.add_argument(
+            "--interval",
+            type=float,
+            metavar="SECONDS",
+            help="with --imap: poll every SECONDS until stopped (default: poll once)",
+        )
         parser.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="BYTES")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the chosen way of receiving."""
         if options["max_size"] < 1:
             raise CommandError("--max-size must be a positive number of bytes")
-        if options["stdin"] == (options["action"] == "serve"):
-            raise CommandError("say how reports come in: 'serve --listen HOST:PORT' or --stdin")
+        ways = [options["stdin"], options["action"] == "serve", bool(options["imap"])]
+        if sum(ways) != 1:
+            raise CommandError(
+                "say how reports come in, one way: 'serve --listen HOST:PORT', --stdin "
+                "or --imap URL"
+            )
+        if options["interval"] is not None and not options["imap"]:
+            raise CommandError("--interval goes with --imap")
         if options["stdin"]:
             self._stdin(options["max_size"])
+        elif options["imap"]:
+            self._imap(options["imap"], options["interval"], options["max_size"])
         else:
             self._serve(options)
 
@@ -84,6 +113,41 @@ class Command(BaseCommand):
             self._print(event)
         if not events:
             self.stderr.write("no delivery report on standard input: nothing recorded")
+
+    def _imap(self, url: str, interval: float | None, max_size: int) -> None:
+        from amsdal_mail.tracking.imap import ImapError, parse_imap_url, poll_imap
+
+        if interval is not None and interval <= 0:
+            raise CommandError("--interval must be a positive number of seconds")
+        try:
+            source = parse_imap_url(url)
+        except ImapError as exc:
+            raise CommandError(str(exc)) from exc
+
+        def on_event(event: DeliveryEvent) -> None:
+            record_event(event)
+            self._print(event)
+
+        stop = threading.Event()
+        if interval is not None:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, lambda *_: stop.set())
+        while True:
+            try:
+                result = poll_imap(source, on_event, max_size=max_size)
+            except ImapError as exc:
+                if interval is None:
+                    raise CommandError(str(exc)) from exc
+                self.stderr.write(f"IMAP poll failed, tried again in {interval:g}s: {exc}")
+            else:
+                self.stderr.write(
+                    f"{source.mailbox} on {source.host}: {result.looked_at} new message(s), "
+                    f"{result.events} event(s), {result.not_reports} not a report, "
+                    f"{result.malformed} malformed, {result.too_large} too large, "
+                    f"{result.failed} left for the next poll"
+                )
+            if interval is None or stop.wait(interval):
+                return
 
     def _serve(self, options: dict[str, Any]) -> None:
         from amsdal_mail.tracking.receiver import parse_listen, serve
