@@ -79,6 +79,10 @@ DEFAULT_HOST: Final = "localhost"
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 0
 DEFAULT_RETRY_BACKOFF: Final = 1.0
+DEFAULT_POOL_SIZE: Final = 4
+#: Below the idle limits of common servers (Postfix closes an idle session after 300 s,
+#: many providers sooner), so a pooled connection is seldom found closed.
+DEFAULT_POOL_IDLE_TIMEOUT: Final = 30.0
 PORT_SSL: Final = 465
 PORT_STARTTLS: Final = 587
 PORT_PLAIN: Final = 25
@@ -128,6 +132,9 @@ _ENV_NAMES: Final = {
     "return_path": "RETURN_PATH",
     "verp": "VERP",
     "verp_secret": "VERP_SECRET",
+    "pool": "POOL",
+    "pool_size": "POOL_SIZE",
+    "pool_idle_timeout": "POOL_IDLE_TIMEOUT",
 }
 
 #: A callable returning an OAuth2 access token (or an awaitable of one, on the
@@ -201,6 +208,12 @@ class SMTPSettings:
     verp: bool = False
     #: The secret VERP tokens are signed with; never shown in the repr.
     verp_secret: str | None = field(default=None, repr=False)
+    #: Keep logged-in connections per process and reuse them across calls and backends.
+    pool: bool = False
+    #: The most idle connections the pool keeps per server and login.
+    pool_size: int = DEFAULT_POOL_SIZE
+    #: Seconds an idle pooled connection is kept before it is closed (None: no limit).
+    pool_idle_timeout: float | None = DEFAULT_POOL_IDLE_TIMEOUT
 
     def as_options(self) -> dict[str, Any]:
         """Return every setting as an explicit option (``ssl_context`` included).
@@ -353,6 +366,18 @@ def _parse_limit(value: object, name: str) -> int | None:
     return count
 
 
+def _parse_pool_size(value: object, name: str) -> int:
+    try:
+        count = int(value) if not isinstance(value, (bool, float)) else 0  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise ConfigurationError(
+            f"{name} must be a whole number of connections >= 1, got {value!r}"
+        )
+    return count
+
+
 def _parse_rate(value: object, name: str) -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
         return None
@@ -438,6 +463,9 @@ _PARSERS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "return_path": _parse_str,
     "verp": parse_bool,
     "verp_secret": _parse_str,
+    "pool": parse_bool,
+    "pool_size": _parse_pool_size,
+    "pool_idle_timeout": _parse_timeout,
 }
 #: The options an empty environment variable leaves unset (the others refuse it).
 _EMPTY_IS_UNSET: Final = frozenset(

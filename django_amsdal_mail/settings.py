@@ -97,6 +97,9 @@ AMSDAL_OPTIONS: Final[dict[str, str | None]] = {
     # Signs the VERP tokens; Django's SECRET_KEY when nothing else gives one.
     "verp_secret": None,
     "chunking": None,
+    "pool": "EMAIL_POOL",
+    "pool_size": None,
+    "pool_idle_timeout": None,
 }
 #: Every SMTP option the backend takes.
 OPTIONS: Final = (*SMTP_OPTIONS, *AMSDAL_OPTIONS)

@@ -9,9 +9,11 @@ connect, move bytes and wrap TLS.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -20,10 +22,11 @@ from ..exceptions import ConfigurationError
 from ..message import DSN, EmailMessage, ValidatedMessage
 from ..message.addresses import Address, parse_address
 from ..mime.dkim import signer_from_settings
-from ..smtp.aio import AsyncDriver
+from ..smtp.aio import AsyncDriver, quit_reader
 from ..smtp.flow import Action, RetryPolicy, connect_flow, send_flow
 from ..smtp.limits import RateBudget
-from ..smtp.sync import SyncDriver
+from ..smtp.pool import Idle, Pool, async_pool, sync_pool, sync_pools
+from ..smtp.sync import SyncDriver, quit_link
 from ..smtp.transaction import Envelope, prepare_envelope, split_by_sender
 from ..status import SendStatus
 from .base import BaseBackend, Checked
@@ -69,6 +72,15 @@ class SMTPBackend(BaseBackend):
     message's own ``return_path`` wins); with ``verp=True`` each recipient
     gets one transaction of its own, its MAIL FROM the return path tagged
     with a token signed with ``verp_secret`` (:mod:`amsdal_mail.tracking`).
+
+    With ``pool=True`` a call (or a ``with`` block) that ends puts its
+    logged-in connection back into the process's pool instead of saying
+    QUIT, and the next call of any backend with the same server and login
+    takes it (at most ``pool_size`` idle connections per server and login,
+    each closed after ``pool_idle_timeout`` idle seconds, one idle for a few
+    seconds checked with NOOP before use, one the server closed replaced;
+    async connections are pooled per event loop; a child process after
+    ``fork()`` never uses its parent's; the pools are closed at exit).
     """
 
     def __init__(self, *, fail_silently: bool = False, **options: Any) -> None:
@@ -103,17 +115,44 @@ class SMTPBackend(BaseBackend):
     # --- sync ------------------------------------------------------------------
 
     def open(self) -> bool:
-        """Connect, STARTTLS and log in if needed; return True if this call connected."""
+        """Connect, STARTTLS and log in if needed; return True if this call connected.
+
+        With ``pool=True`` a pooled connection is taken first, when there is one.
+        """
         with self._lock:
             if self._driver.is_connected():
                 return False
-            self._driver.run(connect_flow(self._policy))
+            if not self._from_pool():
+                self._driver.run(connect_flow(self._policy))
             return True
 
     def close(self) -> None:
-        """Send QUIT and close; a dead connection is just dropped."""
+        """Send QUIT and close (with ``pool=True``: put the connection back into the pool)."""
         with self._lock:
-            self._driver.quit()
+            detached = self._driver.detach() if self.settings.pool else None
+            if detached is None:
+                self._driver.quit()
+                return
+            for extra in sync_pool(self.settings).give(Idle(*detached, time.monotonic())):
+                quit_link(extra.link)
+
+    def _from_pool(self) -> bool:
+        """With ``pool=True``, attach a live pooled connection; return True if one was."""
+        if not self.settings.pool:
+            return False
+        pool: Pool[Any] = sync_pool(self.settings)
+        while True:
+            now = time.monotonic()
+            entry, expired = pool.take(now)
+            for old in expired:
+                quit_link(old.link)
+            if entry is None:
+                return False
+            if pool.needs_check(entry, now) and not self._driver.check(entry.link):
+                entry.link.close()  # the server closed it while it rested
+                continue
+            self._driver.attach(entry.link, entry.features, entry.served)
+            return True
 
     def _is_open(self) -> bool:
         return self._driver.is_connected()
@@ -132,6 +171,8 @@ class SMTPBackend(BaseBackend):
     def _deliver(self, message: EmailMessage, valid: ValidatedMessage) -> SendStatus:
         envelope = self._envelope(valid)
         with self._lock:
+            if not self._driver.is_connected():
+                self._from_pool()
             statuses = [
                 self._driver.run(self._flow(part), message=True)
                 for part in split_by_sender(envelope)
@@ -149,14 +190,42 @@ class SMTPBackend(BaseBackend):
         driver = self._shared_driver()
         if driver.is_connected():
             return False
-        await driver.run(connect_flow(self._policy))
+        if not await self._afrom_pool(driver):
+            await driver.run(connect_flow(self._policy))
         return True
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         driver, self._adriver = self._adriver, None
         if driver is not None:
+            await self._arelease(driver)
+
+    async def _afrom_pool(self, driver: AsyncDriver) -> bool:
+        """Async twin of :meth:`_from_pool`, for ``driver`` (the running loop's pool)."""
+        if not self.settings.pool:
+            return False
+        pool: Pool[Any] = async_pool(self.settings)
+        while True:
+            now = time.monotonic()
+            entry, expired = pool.take(now)
+            for old in expired:
+                await quit_reader(old.link, self.settings.timeout)
+            if entry is None:
+                return False
+            if pool.needs_check(entry, now) and not await driver.check(entry.link):
+                entry.link.abort()
+                continue
+            driver.attach(entry.link, entry.features, entry.served)
+            return True
+
+    async def _arelease(self, driver: AsyncDriver) -> None:
+        """Put ``driver``'s connection into the pool (``pool=True``), else QUIT it."""
+        detached = driver.detach() if self.settings.pool else None
+        if detached is None:
             await driver.quit()
+            return
+        for extra in async_pool(self.settings).give(Idle(*detached, time.monotonic())):
+            await quit_reader(extra.link, self.settings.timeout)
 
     def _shared_driver(self) -> AsyncDriver:
         """Return the async connection that outlives a call (made on demand)."""
@@ -169,6 +238,8 @@ class SMTPBackend(BaseBackend):
 
     async def _adeliver_on(self, driver: AsyncDriver, valid: ValidatedMessage) -> SendStatus:
         envelope = self._envelope(valid)
+        if not driver.is_connected():
+            await self._afrom_pool(driver)
         statuses = [
             await driver.run(self._flow(part), message=True) for part in split_by_sender(envelope)
         ]
@@ -191,7 +262,7 @@ class SMTPBackend(BaseBackend):
                 await self._asend_lane(queue, lambda _, valid: self._adeliver_on(driver, valid))
             finally:
                 if driver is not shared:
-                    await driver.quit()
+                    await self._arelease(driver)
 
         drivers = [
             shared if i == 0 and shared is not None else AsyncDriver(self.settings, self.budget)
@@ -201,6 +272,16 @@ class SMTPBackend(BaseBackend):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+def _close_pools() -> None:
+    """Say QUIT on every pooled sync connection of this process (at exit)."""
+    for pool in sync_pools():
+        for entry in pool.drain():
+            quit_link(entry.link)
+
+
+atexit.register(_close_pools)
 
 
 def _return_path(value: str | None) -> Address | None:

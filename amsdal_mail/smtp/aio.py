@@ -69,15 +69,18 @@ class AsyncDriver(Driver["_ReplyReader"]):
     async def quit(self) -> None:
         """Send QUIT and close; a dead connection is just dropped."""
         reader = self._release()
-        if reader is None:
-            return
-        timeout = self.settings.timeout
+        if reader is not None:
+            await quit_reader(reader, self.settings.timeout)
+
+    async def check(self, reader: _ReplyReader) -> bool:
+        """Return True when ``reader``'s connection still answers (NOOP)."""
+        if not reader.is_open:
+            return False
         try:
-            if reader.is_open:
-                await reader.exchange([b"QUIT\r\n"], 1, timeout)
-        except Exception:  # noqa: BLE001 - QUIT on a dying connection is not an error
-            reader.abort()
-        await reader.close(min(timeout or 5.0, 5.0))
+            (reply,) = await reader.exchange([b"NOOP\r\n"], 1, self.settings.timeout)
+        except Exception:  # noqa: BLE001 - any failure: the connection is not reusable
+            return False
+        return reply.code == 250
 
     async def run(self, flow: Generator[Action, object, _R], *, message: bool = False) -> _R:
         """Carry out the actions of ``flow`` until it returns; return its result.
@@ -200,6 +203,16 @@ class AsyncDriver(Driver["_ReplyReader"]):
             if inspect.isawaitable(result):
                 result = await result
         return checked_token(result, source)
+
+
+async def quit_reader(reader: _ReplyReader, timeout: float | None) -> None:
+    """Say QUIT on ``reader``'s connection and close it; a dead one is just closed."""
+    try:
+        if reader.is_open:
+            await reader.exchange([b"QUIT\r\n"], 1, timeout)
+    except Exception:  # noqa: BLE001 - QUIT on a dying connection is not an error
+        reader.abort()
+    await reader.close(min(timeout or 5.0, 5.0))
 
 
 class _ReplyReader(asyncio.Protocol):

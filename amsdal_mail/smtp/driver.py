@@ -108,6 +108,18 @@ class Driver(Generic[_L]):
         self.used = False
         self.served = 0
 
+    def attach(self, link: _L, features: dict[str, str], served: int) -> None:
+        """Take ``link``, a logged-in connection from a pool, as the current connection."""
+        self.link = link
+        self.features = features
+        self.used = True  # it has served before: a death found on first use is replaced
+        self.served = served
+
+    def detach(self) -> tuple[_L, dict[str, str], int] | None:
+        """Give up the current connection, alive, for a pool: (link, features, served)."""
+        link = self._release()
+        return None if link is None else (link, self.features, self.served)
+
     def message_done(self) -> bool:
         """Count a message sent on the current connection.
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
+from ..exceptions import MailError
 from ..status import SMTPReply
 from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep, Throttle
@@ -49,10 +50,16 @@ class SyncDriver(Driver["_Connection"]):
         """Send QUIT and close; a dead connection is just dropped."""
         conn = self._release()
         if conn is not None:
-            try:
-                conn.quit()
-            except (OSError, smtplib.SMTPException):
-                conn.close()
+            quit_link(conn)
+
+    @staticmethod
+    def check(conn: _Connection) -> bool:
+        """Return True when ``conn`` still answers (NOOP); False when the server has gone."""
+        try:
+            conn.send_chunks([b"NOOP\r\n"])
+            return conn.next_reply().code == 250
+        except (OSError, smtplib.SMTPException, MailError):
+            return False
 
     def run(self, flow: Generator[Action, object, _R], *, message: bool = False) -> _R:
         """Carry out the actions of ``flow`` until it returns; return its result.
@@ -153,6 +160,14 @@ class SyncDriver(Driver["_Connection"]):
             return source
         assert source is not None
         return checked_token(source(**provider_kwargs(source, force_refresh)), source)
+
+
+def quit_link(conn: _Connection) -> None:
+    """Say QUIT on ``conn`` and close it; a dead one is just closed."""
+    try:
+        conn.quit()
+    except (OSError, smtplib.SMTPException, MailError):
+        conn.close()
 
 
 class _Connection(smtplib.SMTP):

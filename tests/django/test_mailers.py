@@ -233,6 +233,7 @@ def test_checks_report_each_alias(settings: Any) -> None:
         | {"oauth2_token", "max_messages_per_connection", "rate_limit"}
         | {"dsn_notify", "dsn_ret", "dkim_selector", "dkim_domain", "dkim_private_key"}
         | {"dkim_private_key_file", "return_path", "verp", "verp_secret", "chunking"}
+        | {"pool", "pool_size", "pool_idle_timeout"}
     )
     assert check_mail_settings() == [
         checks.Error(
