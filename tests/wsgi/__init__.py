@@ -1,0 +1,1 @@
+"""WSGI applications the tests run under real servers (gunicorn)."""
