@@ -73,7 +73,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: network, real-postfix, outbox, render, rss",
+        help="comma-separated parts to skip: network, real-postfix, outbox, latency, render, rss",
     )
     p.add_argument(
         "--real-postfix-messages",
@@ -294,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             _real_postfix(a, res)
         if "outbox" not in skip:
             _outbox(a, res)
+        if "latency" not in skip:
+            _latency(a, res)
         if "render" not in skip:
             for profile in plist:
                 print(f"==> rendering: {profile.title}, {a.render_messages} messages", flush=True)
@@ -356,6 +358,24 @@ def _outbox(a: argparse.Namespace, res: report.Results) -> None:
             res.notes.append(f"The outbox benchmark failed (exit status {done.returncode}).")
             return
         res.outbox = json.loads(figures.read_text())
+
+
+def _latency(a: argparse.Namespace, res: report.Results) -> None:
+    """Measure sending over a delayed link in a child process (it sets Django up itself)."""
+    why = real_postfix.unavailable()
+    if why:
+        res.notes.append(f"The latency benchmark did not run: {why}.")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-latency-json-") as tmp:
+        figures = Path(tmp, "latency.json")
+        argv = [sys.executable, "-m", "benchmarks.latency", "--json", str(figures)]
+        if a.quick:
+            argv += ["--rtt", "0,20", "--calls", "5", "--messages", "10"]
+        done = subprocess.run(argv, cwd=ROOT, timeout=a.budget, check=False)
+        if done.returncode != 0:
+            res.notes.append(f"The latency benchmark failed (exit status {done.returncode}).")
+            return
+        res.latency = json.loads(figures.read_text())
 
 
 def _render_count(a: argparse.Namespace, profile: Profile) -> int:
