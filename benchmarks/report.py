@@ -292,7 +292,7 @@ def latency_section(figures: dict[str, Any], chart: str | None) -> list[str]:
         "dialogue one per command. (This machine's kernel has no `netem` for a network "
         "namespace pair; the proxy stands in.) "
         f"{figures['calls']} calls per way; {figures['messages']} messages per bulk run "
-        "(twice that over 8 connections).",
+        "(as many on each of the 8 connections of the async run).",
         "",
         "**Per call** (`send_mail()` as a request makes it), milliseconds, median / p95:",
         "",
