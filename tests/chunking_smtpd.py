@@ -243,6 +243,19 @@ class ChunkingServer:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    @property
+    def connections(self) -> int:
+        """The connections accepted so far."""
+        return len(self._sessions)
+
+    def hang_up(self) -> None:
+        """End every open session without a word (as a server's idle timer or a restart does)."""
+        for sock in list(self._sessions):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _accept(self) -> None:
         while not self._stopping:
             try:

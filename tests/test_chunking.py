@@ -243,3 +243,43 @@ def test_a_bad_chunking_value_is_refused_by_name(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(amsdal_mail.ConfigurationError, match="CHUNKING") as caught:
         amsdal_mail.get_connection("smtp", host="127.0.0.1", port=25)
     assert "sometimes" in str(caught.value)
+
+
+def _wait_closed(backend: Any, timeout: float = 5.0) -> None:
+    """Wait until the client side sees the server's end of its held connection."""
+    deadline = time.monotonic() + timeout
+    while backend._driver.link_alive():
+        assert time.monotonic() < deadline, "the hang-up never reached the client"
+        time.sleep(0.01)  # the polling interval of a bounded wait
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["held", "pooled"])
+def test_a_connection_closed_while_idle_is_replaced_before_the_data_goes_out(
+    server: ChunkingServer, pooled: bool
+) -> None:
+    """BDAT is pipelined with MAIL and RCPT, so data written into a connection the server
+    had closed would be 'unknown': a closed one is seen before writing and replaced."""
+    backend = _backend(server, pool=pooled)
+    with backend:
+        assert backend.send_messages([_message(["a@example.test"])]).status == {SENT}
+        server.hang_up()
+        _wait_closed(backend)
+        status = backend.send_messages([_message(["b@example.test"])])
+    assert {k: r.status for k, r in status.recipients.items()} == {"b@example.test": SENT}
+    assert [m.recipients for m in server.messages] == [["a@example.test"], ["b@example.test"]]
+    assert server.connections == 2
+
+
+async def test_async_a_connection_closed_while_idle_is_replaced(server: ChunkingServer) -> None:
+    """The async twin: EOF seen by the protocol, the next message on a new connection."""
+    backend = _backend(server)
+    async with backend:
+        await backend.asend_messages([_message(["a@example.test"])])
+        server.hang_up()
+        deadline = time.monotonic() + 5
+        while backend._adriver is not None and backend._adriver.link_alive():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)  # the polling interval of a bounded wait
+        status = await backend.asend_messages([_message(["b@example.test"])])
+    assert status.status == {SENT}
+    assert server.connections == 2

@@ -72,6 +72,10 @@ class AsyncDriver(Driver["_ReplyReader"]):
         if reader is not None:
             await quit_reader(reader, self.settings.timeout)
 
+    def link_alive(self) -> bool:
+        """Return False when the held connection was closed (EOF or a 421 while idle)."""
+        return self.link is not None and self.link.is_open
+
     async def check(self, reader: _ReplyReader) -> bool:
         """Return True when ``reader``'s connection still answers (NOOP)."""
         if not reader.is_open:

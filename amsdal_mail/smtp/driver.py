@@ -98,6 +98,15 @@ class Driver(Generic[_L]):
         """Close ``link`` at once (subclasses)."""
         raise NotImplementedError
 
+    def link_alive(self) -> bool:
+        """Return False when the held connection is known to be gone, without a round trip.
+
+        A server says nothing unasked but a 421 before it closes: a connection
+        with something to read while no command is owed (that 421, the
+        server's end of the connection) is over. Subclasses look.
+        """
+        return self.link is not None
+
     def connected(self, link: _L, features: dict[str, str]) -> None:
         """Take ``link``, a new connection ready for mail, with its EHLO ``features``."""
         self.link = link
@@ -201,7 +210,9 @@ class FlowRun(Generic[_R]):
                     error = ServerDisconnectedError(f"{driver.where}: not connected")
                     continue
             elif isinstance(action, Connect):
-                if action.fresh:
+                if action.fresh or (driver.used and not driver.link_alive()):
+                    # Found closed before a byte was written: replaced at no cost, and
+                    # never a message whose data went into a dead connection.
                     driver.drop()
                 self._reused = driver.link is not None and driver.used
                 if driver.link is not None:

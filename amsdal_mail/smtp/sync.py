@@ -10,6 +10,7 @@ copy) and as :func:`~.wire.plan_writes` coalesces them over TLS.
 
 from __future__ import annotations
 
+import select
 import smtplib
 import socket
 import ssl
@@ -51,6 +52,18 @@ class SyncDriver(Driver["_Connection"]):
         conn = self._release()
         if conn is not None:
             quit_link(conn)
+
+    def link_alive(self) -> bool:
+        """Return False when the server has closed the held connection (or spoke unasked)."""
+        conn = self.link
+        sock = conn.sock if conn is not None else None
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     @staticmethod
     def check(conn: _Connection) -> bool:
