@@ -12,7 +12,8 @@ MAIL, ``bdatfail`` gets 554 for its BDAT (the data is read all the same);
 a recipient containing ``refuse`` gets 550 5.1.1, ``later`` 450 4.2.0. A
 BDAT with no accepted recipient is answered 503 5.5.1, its data read and
 dropped, as RFC 3030 says. Replies are held while more input is waiting and
-then sent in one write, as Postfix does.
+then sent in one write, as Postfix does. With ``hang_up_at=N`` the server
+answers what came before message N, then hangs up as N's data ends.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class _Session:
 
     def flush(self) -> None:
         if self.out:
+            if self.server.reply_delay:
+                time.sleep(self.server.reply_delay)  # the replies' way back to the client
             self.sock.sendall(b"".join(self.out))
             self.out.clear()
 
@@ -161,6 +164,17 @@ class _Session:
             self.reply(f"250 2.0.0 {size} octets received")
             return True
         assert self.sender is not None
+        if self.server.hang_up_at == len(self.server.messages) + 1:
+            # Answer what came before, then go away without taking this message: the
+            # replies, then the end of the stream (FIN, not a reset: what follows is
+            # read and dropped until the client closes).
+            self.server.hang_up_at = None
+            self.flush()
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(10)
+            while self.sock.recv(65536):
+                pass
+            raise OSError("the server hung up")
         if "bdatfail" in self.sender:
             self.reset()
             self.reply("554 5.6.0 message refused")
@@ -200,8 +214,14 @@ class _Session:
 class ChunkingServer:
     """The server, for a ``with`` block: ``host``, ``port``, and what it recorded."""
 
-    def __init__(self, *, pipelining: bool = True) -> None:
+    def __init__(
+        self, *, pipelining: bool = True, hang_up_at: int | None = None, reply_delay: float = 0.0
+    ) -> None:
         self.pipelining = pipelining
+        #: Seconds each write of replies waits first, as a distant server's would arrive late.
+        self.reply_delay = reply_delay
+        #: Hang up when message number ``hang_up_at`` ends (not stored, not answered).
+        self.hang_up_at = hang_up_at
         self.host = "127.0.0.1"
         self.messages: list[Received] = []
         #: Every command line, every reply line, and the bytes of each read, in order.

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,67 @@ async def test_async_a_connection_closed_while_idle_is_replaced(server: Chunking
         status = await backend.asend_messages([_message(["b@example.test"])])
     assert status.status == {SENT}
     assert server.connections == 2
+
+
+# -- several messages in flight on one connection (BDAT pipelined) ---------------------------
+
+
+def _numbered(count: int, to: str = "n{n}@example.test") -> list[EmailMessage]:
+    return [
+        EmailMessage(subject=f"m{n}", body=f"body {n}", from_email=SENDER, to=[to.format(n=n)])
+        for n in range(count)
+    ]
+
+
+def _stored(server: ChunkingServer) -> Counter[str]:
+    return Counter(r for m in server.messages for r in m.recipients)
+
+
+def test_a_batch_keeps_several_messages_in_flight() -> None:
+    """Twenty messages on one connection to a server whose replies come 0.2 s late: the
+    next messages go out before the replies to the earlier ones are read (the server gets
+    several in one read), and every message is stored once and reported sent."""
+    with ChunkingServer(reply_delay=0.2) as server:
+        messages = _numbered(20)
+        status = _backend(server).send_messages(messages)
+    assert status.status == {SENT}
+    assert [m.status.status for m in messages] == [{SENT}] * 20  # type: ignore[union-attr]
+    assert _stored(server) == Counter(f"n{n}@example.test" for n in range(20))
+    assert max(read.count(b"MAIL FROM") for read in server.reads) > 1  # several in one read
+    assert len([r for r in server.reads if b"MAIL FROM" in r]) <= 20 // 2
+    assert server.connections == 1
+
+
+def test_a_retry_in_a_batch_waits_for_the_messages_written_after_it(
+    server: ChunkingServer,
+) -> None:
+    """A 450 recipient in the middle: its retry is a transaction of its own after the
+    others; everyone else is sent once."""
+    messages = _numbered(6)
+    messages[2].to = ["later@example.test"]
+    backend = _backend(server, max_retries=1, retry_backoff=0.001)
+    backend.send_messages(messages)
+    words = [m.status.recipients for m in messages]  # type: ignore[union-attr]
+    assert words[2]["later@example.test"].status == FAILED
+    assert words[2]["later@example.test"].code == 450
+    assert all(next(iter(w.values())).status == SENT for i, w in enumerate(words) if i != 2)
+    assert _stored(server) == Counter(f"n{n}@example.test" for n in range(6) if n != 2)
+    rcpts = [c for c in server.commands if c.startswith(b"RCPT TO:<later")]
+    assert len(rcpts) == 2  # the first try and the retry
+
+
+def test_a_hang_up_in_the_middle_of_a_batch_leaves_only_those_in_flight_unknown() -> None:
+    """The server goes away as message 4 ends: 1-3 sent; 4 and the ones written after it
+    unknown (their data was out); the rest sent on a new connection; nobody twice."""
+    with ChunkingServer(hang_up_at=4) as server:
+        messages = _numbered(12)
+        _backend(server).send_messages(messages)
+    outcome = [next(iter(m.status.recipients.values())).status for m in messages]  # type: ignore[union-attr]
+    stored = _stored(server)
+    assert outcome[:3] == [SENT] * 3
+    assert outcome[3] == "unknown"
+    for n, word in enumerate(outcome):
+        times = stored[f"n{n}@example.test"]
+        assert times == (1 if word == SENT else 0), (n, word, times)
+        assert word in (SENT, "unknown")
+    assert outcome[-1] == SENT and server.connections == 2

@@ -203,8 +203,7 @@ class BaseBackend:
             return SendStatus()
         was_open = self._is_open()
         try:
-            for message, valid in batch:
-                self._finish(message, valid, self._attempt(message, valid))
+            self._send_batch(batch)
         except TransportError as exc:
             self._give_up(batch, exc)
         finally:
@@ -212,6 +211,16 @@ class BaseBackend:
                 # Close only what this call opened (a connection made on demand).
                 self.close()
         return self._aggregate(batch)
+
+    def _send_batch(self, batch: list[Checked]) -> None:
+        """Deliver a validated batch in order, setting each message's status.
+
+        Raises the first TransportError (its message marked failed); the
+        messages not attempted then have no status. Override to send several
+        at once; the SMTP backend keeps several in flight on one connection.
+        """
+        for message, valid in batch:
+            self._finish(message, valid, self._attempt(message, valid))
 
     def _attempt(
         self, message: EmailMessage, valid: ValidatedMessage

@@ -18,7 +18,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ..config import SMTPSettings, env_var, resolve_smtp_settings
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, TransportError
 from ..message import DSN, EmailMessage, ValidatedMessage
 from ..message.addresses import Address, parse_address
 from ..mime.dkim import signer_from_settings
@@ -178,6 +178,36 @@ class SMTPBackend(BaseBackend):
                 for part in split_by_sender(envelope)
             ]
         return _logged(envelope, _merged(envelope, statuses))
+
+    def _send_batch(self, batch: list[Checked]) -> None:
+        """Several messages in flight on the one connection where the server pipelines.
+
+        Each message's status is the one it would have alone; only the
+        round trips are shared. Without ``rate_limit`` and
+        ``max_messages_per_connection`` (which pace or count messages one by one).
+        """
+        s = self.settings
+        if len(batch) < 2 or s.rate_limit is not None or s.max_messages_per_connection:
+            super()._send_batch(batch)
+            return
+        envelopes = [self._envelope(valid) for _, valid in batch]
+        parts = [split_by_sender(envelope) for envelope in envelopes]
+        flows = [self._flow(part) for message_parts in parts for part in message_parts]
+        with self._lock:
+            if not self._driver.is_connected():
+                self._from_pool()
+            outcomes = iter(self._driver.run_all(flows))
+        error: tuple[EmailMessage, ValidatedMessage, TransportError] | None = None
+        for (message, valid), envelope, message_parts in zip(batch, envelopes, parts, strict=True):
+            results = [next(outcomes) for _ in message_parts]
+            failed = next((r for r in results if isinstance(r, TransportError)), None)
+            if failed is not None:
+                error = error or (message, valid, failed)
+            elif all(isinstance(r, SendStatus) for r in results):
+                statuses = [r for r in results if isinstance(r, SendStatus)]
+                message.status = _logged(envelope, _merged(envelope, statuses))
+        if error is not None:
+            self._finish(*error)  # marks it failed and raises; the rest stay without status
 
     def _flow(self, envelope: Envelope) -> Generator[Action, object, SendStatus]:
         """Return the flow that delivers ``envelope`` with this backend's policy and budget."""

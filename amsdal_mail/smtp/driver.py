@@ -163,6 +163,8 @@ class FlowRun(Generic[_R]):
         self._driver = driver
         self._flow = flow
         self._reused = False
+        #: The connection this flow last used (a fresh Connect replaces only that one).
+        self._link: object = None
         self._result: _R | None = None
         self.action: Action | None = None
         #: The name of the driver method that carries out :attr:`action`.
@@ -178,6 +180,8 @@ class FlowRun(Generic[_R]):
     def resume(self, value: object) -> None:
         """Go on with the result of the current action."""
         action, driver = self.action, self._driver
+        if isinstance(action, (Step, Connect)):
+            self._link = driver.link
         if isinstance(action, Step):
             driver.used = True
             assert isinstance(value, list)
@@ -210,7 +214,10 @@ class FlowRun(Generic[_R]):
                     error = ServerDisconnectedError(f"{driver.where}: not connected")
                     continue
             elif isinstance(action, Connect):
-                if action.fresh or (driver.used and not driver.link_alive()):
+                # Another flow may have made a new connection since: fresh replaces only
+                # the one this flow used.
+                stale = action.fresh and driver.link is self._link
+                if stale or (driver.used and not driver.link_alive()):
                     # Found closed before a byte was written: replaced at no cost, and
                     # never a message whose data went into a dead connection.
                     driver.drop()

@@ -15,10 +15,12 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Generator
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..exceptions import MailError
+from ..exceptions import MailError, TransportError
 from ..status import SMTPReply
 from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep, Throttle
@@ -41,8 +43,28 @@ _R = TypeVar("_R")
 _IOV_MAX = 512  # buffers per sendmsg() call (Linux allows 1024)
 
 
+#: Messages and bytes of data that :meth:`SyncDriver.run_all` keeps in flight at most.
+OVERLAP_WINDOW = 8
+OVERLAP_BYTES = 1 << 20
+
+
+@dataclass
+class _InFlight:
+    """A message on the wire whose replies are owed: its flow, the bytes it wrote."""
+
+    index: int
+    run: FlowRun[Any]
+    size: int
+    after_data: bool  #: the replies owed are those to its data (the next may follow)
+
+
 class SyncDriver(Driver["_Connection"]):
     """Run flows over one smtplib connection, made on demand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Replies owed by messages in flight (run_all).
+        self.owed = 0
 
     def _abort(self, link: _Connection) -> None:
         link.close()
@@ -55,6 +77,8 @@ class SyncDriver(Driver["_Connection"]):
 
     def link_alive(self) -> bool:
         """Return False when the server has closed the held connection (or spoke unasked)."""
+        if self.owed:
+            return True  # replies are on their way: the socket is readable for them
         conn = self.link
         sock = conn.sock if conn is not None else None
         if sock is None:
@@ -93,6 +117,180 @@ class SyncDriver(Driver["_Connection"]):
         if message and self.message_done():
             self.quit()
         return run.result
+
+    def run_all(
+        self,
+        flows: Sequence[Generator[Action, object, _R]],
+        *,
+        window: int = OVERLAP_WINDOW,
+        max_bytes: int = OVERLAP_BYTES,
+    ) -> list[_R | TransportError | None]:
+        """Run one flow per message, in order, several in flight on the one connection.
+
+        Where a message's data is out and the server offers PIPELINING, the
+        next message's commands (and with CHUNKING its data) are written
+        before the replies to that data are read (RFC 2920): up to ``window``
+        messages or ``max_bytes`` of data in flight. Replies are read in the
+        order their commands went out. A message whose flow needs more after
+        its replies (an RSET, a retry, another transaction) waits until the
+        ones written after it are done. A lost connection fails every message
+        in flight at once: those whose data was out are ``unknown``. After a
+        flow gives up (its TransportError is its result) no further message
+        is started; those never started have None.
+        """
+        results: list[Any] = [None] * len(flows)
+        wire: deque[_InFlight] = deque()  # replies owed, in the order the bytes went out
+        held: deque[tuple[int, FlowRun[Any]]] = deque()  # continuations, for an idle wire
+        upcoming = deque(enumerate(flows))
+        stopped = False
+
+        def settle(
+            i: int, run: FlowRun[Any], value: object = None, error: BaseException | None = None
+        ) -> bool:
+            """Resume ``run`` with ``value`` (or fail it with ``error``); True while it goes on."""
+            nonlocal stopped
+            try:
+                if error is not None:
+                    run.fail(error)
+                else:
+                    run.resume(value)
+            except TransportError as error:
+                results[i], stopped = error, True
+                return False
+            if run.action is None:
+                results[i] = run.result
+                self.message_done()
+                return False
+            return True
+
+        def start() -> tuple[int, FlowRun[Any]] | None:
+            nonlocal stopped
+            i, flow = upcoming.popleft()
+            try:
+                return i, FlowRun(self, flow)
+            except TransportError as error:
+                results[i], stopped = error, True
+                return None
+
+        def solo(i: int, run: FlowRun[Any]) -> None:
+            """Run ``run`` alone on an idle wire until it ends or leaves replies owed after data."""
+            while run.action is not None:
+                action = run.action
+                if isinstance(action, Step) and action.after_data and upcoming and not stopped:
+                    wire.append(_InFlight(i, run, 0, True))
+                    self.owed += action.replies
+                    return
+                try:
+                    value = getattr(self, run.io)(action)
+                except (OSError, smtplib.SMTPException) as exc:
+                    if not settle(i, run, error=exc):
+                        return
+                else:
+                    if not settle(i, run, value):
+                        return
+
+        def overlap() -> bool:
+            """Put the next message on the wire behind the ones in flight; False if it cannot."""
+            if stopped or held or not upcoming or self.link is None or len(wire) >= window:
+                return False
+            if not all(f.after_data for f in wire) or sum(f.size for f in wire) >= max_bytes:
+                return False
+            started = start()
+            if started is None:
+                return True
+            i, run = started
+            action = run.action
+            if not (isinstance(action, Step) and action.payload) or self.link is None:
+                held.append((i, run))  # it must connect, wait or sleep first: once idle
+                return True
+            size = sum(len(p) for p in action.payload)
+            try:
+                self.link.send_chunks(action.payload)
+            except (OSError, smtplib.SMTPException) as exc:
+                self._lost(wire, held, settle, exc)
+                if settle(i, run, error=exc):
+                    held.append((i, run))
+                return True
+            if action.replies:
+                wire.append(_InFlight(i, run, size, False))
+                self.owed += action.replies
+                return True
+            if settle(i, run, []):
+                nxt = run.action
+                if isinstance(nxt, Step) and nxt.after_data and not nxt.payload:
+                    wire.append(_InFlight(i, run, size, True))
+                    self.owed += nxt.replies
+                else:
+                    held.append((i, run))
+            return True
+
+        while True:
+            if wire:
+                if overlap():
+                    continue
+                head = wire.popleft()
+                i, run = head.index, head.run
+                action = run.action
+                assert isinstance(action, Step)
+                self.owed -= action.replies
+                try:
+                    replies = self._read(action.replies)
+                except (OSError, smtplib.SMTPException) as exc:
+                    self._lost(wire, held, settle, exc)
+                    if settle(i, run, error=exc):
+                        held.appendleft((i, run))
+                    continue
+                goes_on = settle(i, run, replies)
+                if self.link is None and wire:  # a 421 closed the connection under them
+                    self._lost(
+                        wire,
+                        held,
+                        settle,
+                        smtplib.SMTPServerDisconnected(
+                            "the server closed the connection (421) before these replies"
+                        ),
+                    )
+                if goes_on:
+                    if wire or held:
+                        held.append((i, run))
+                    else:
+                        solo(i, run)
+                continue
+            if held:
+                solo(*held.popleft())
+                continue
+            if not upcoming or stopped:
+                return results
+            started = start()
+            if started is not None:
+                solo(*started)
+
+    def _lost(
+        self,
+        wire: deque[_InFlight],
+        held: deque[tuple[int, FlowRun[Any]]],
+        settle: Callable[..., bool],
+        exc: BaseException,
+    ) -> None:
+        """The connection broke: every message in flight fails with ``exc``, in order."""
+        while wire:
+            entry = wire.popleft()
+            run = entry.run
+            if settle(entry.index, run, error=exc):
+                held.append((entry.index, run))
+        self.owed = 0
+
+    def _read(self, count: int) -> list[SMTPReply]:
+        conn = self.link
+        if conn is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        replies: list[SMTPReply] = []
+        for _ in range(count):
+            reply = conn.next_reply()
+            replies.append(reply)
+            if reply.code == CLOSING:
+                break
+        return replies
 
     def do_sleep(self, action: Sleep) -> None:
         """Wait before a retry."""
