@@ -348,3 +348,19 @@ def test_a_hang_up_in_the_middle_of_a_batch_leaves_only_those_in_flight_unknown(
         assert times == (1 if word == SENT else 0), (n, word, times)
         assert word in (SENT, "unknown")
     assert outcome[-1] == SENT and server.connections == 2
+
+
+def test_a_refusal_waiting_for_its_rset_stands_when_the_connection_is_lost() -> None:
+    """Message 0's data is refused (its RSET waits for those written after it); the server
+    then hangs up: message 0 stays rejected, not unknown; nobody is stored twice."""
+    with ChunkingServer(hang_up_at=2) as server:
+        messages = _numbered(12)  # more than the 8 in flight: the last go on a new connection
+        messages[0].from_email = "bdatfail@example.test"
+        _backend(server).send_messages(messages)
+    first = messages[0].status.recipients["n0@example.test"]  # type: ignore[union-attr]
+    assert (first.status, first.code) == (REJECTED, 554)
+    stored = _stored(server)
+    for n, message in enumerate(messages[1:], start=1):
+        word = message.status.recipients[f"n{n}@example.test"].status  # type: ignore[union-attr]
+        assert stored[f"n{n}@example.test"] == (1 if word == SENT else 0)
+    assert messages[-1].status.status == {SENT}  # type: ignore[union-attr]

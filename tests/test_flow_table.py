@@ -426,6 +426,15 @@ ROWS = [
         open_after=False,
     ),
     Row(
+        "the data refused, then a hang-up on the RSET: the refusal stands, nothing resent",
+        P,
+        {".": ["554 5.6.0 Message refused"], "RSET": ["drop"]},
+        ["connect", PIPELINED_AB, "<data>", "RSET"],
+        {A: ("rejected", 554, "DATA"), B: ("rejected", 554, "DATA")},
+        retries=3,
+        open_after=False,
+    ),
+    Row(
         "data sent, then silence: unknown, never resent",
         {},
         {".": ["timeout"]},

@@ -181,6 +181,9 @@ class SyncDriver(Driver["_Connection"]):
                     self.owed += action.replies
                     return
                 try:
+                    if isinstance(action, Step) and self.link is None:
+                        # Another message's failure closed the connection under this one.
+                        raise smtplib.SMTPServerDisconnected("the connection was lost")
                     value = getattr(self, run.io)(action)
                 except (OSError, smtplib.SMTPException) as exc:
                     if not settle(i, run, error=exc):

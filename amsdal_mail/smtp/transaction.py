@@ -493,11 +493,15 @@ def _one_transaction(
         run = _pipelined if pipelining else _lock_step
         outcome = yield from run(envelope, commands, progress)
     mail_reply, rcpt_replies, data_reply = outcome
-    if (data_reply is None or not data_reply.is_positive) and not progress.closing:
-        # End the failed transaction so the connection can serve the next one.
-        yield from _replies(Step([b"RSET\r\n"], 1), progress)
     keys = [key for key, _ in recipients]
     rcpt_map = dict(zip(keys, rcpt_replies, strict=True)) if mail_reply.is_positive else {}
-    return status_from_transaction(
+    status = status_from_transaction(
         keys, mail_reply=mail_reply, rcpt_replies=rcpt_map, data_reply=data_reply
     )
+    if (data_reply is None or not data_reply.is_positive) and not progress.closing:
+        # The answers are in: should the connection fail under the RSET, they stand.
+        progress.settled.update(status.recipients)
+        progress.finished = True
+        # End the failed transaction so the connection can serve the next one.
+        yield from _replies(Step([b"RSET\r\n"], 1), progress)
+    return status
