@@ -383,8 +383,9 @@ def _collect(
     if not issubclass(found, SMTPBackend):
         return MailerSettings(alias, found), []
     defaults: dict[str, Any] = dict(_DJANGO_DEFAULTS) if alias is None else {}
-    if getattr(settings, "SECRET_KEY", ""):
-        defaults["verp_secret"] = settings.SECRET_KEY  # VERP tokens signed with it by default
+    secret = django_secret_key()
+    if secret:
+        defaults["verp_secret"] = secret  # VERP tokens signed with it by default
     resolution = inspect_smtp_settings(
         layers=_layers(explicit, alias),
         environ=environ,
@@ -485,3 +486,13 @@ def resolve_mailer(explicit: Mapping[str, Any], *, alias: str | None = None) -> 
     if errors or resolved is None:
         raise _as_exception(errors[0], alias)
     return resolved
+
+
+def django_secret_key() -> str:
+    """Return ``settings.SECRET_KEY``, or "" where none is set (Django raises for an empty one)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return str(getattr(settings, "SECRET_KEY", "") or "")
+    except ImproperlyConfigured:
+        return ""

@@ -39,7 +39,6 @@ import os
 from typing import TYPE_CHECKING, Final
 
 from django.apps import apps
-from django.conf import settings
 from django.db import transaction
 
 from amsdal_mail.tracking import (
@@ -67,7 +66,9 @@ _OUTBOX_APP: Final = "django_amsdal_mail.outbox"
 
 def verp_secret() -> str:
     """Return the secret VERP tokens are checked with: the environment's, else ``SECRET_KEY``."""
-    return os.environ.get(VERP_SECRET_ENV) or settings.SECRET_KEY
+    from .settings import django_secret_key
+
+    return os.environ.get(VERP_SECRET_ENV) or django_secret_key()
 
 
 def _message_ids(value: str) -> list[str]:

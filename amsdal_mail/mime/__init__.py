@@ -21,10 +21,10 @@ import time
 from email.utils import formatdate
 
 from ..message import EmailMessage, ValidatedMessage
-from .bodies import body_parts
+from .bodies import Base64Slice, body_parts, materialized
 from .headers import header_lines
 
-__all__ = ["make_message_id", "render", "render_chunks"]
+__all__ = ["Base64Slice", "make_message_id", "render", "render_chunks"]
 
 _date_cache: tuple[int, str] = (-1, "")
 
@@ -61,6 +61,26 @@ def render_chunks(
     ``date`` default to a new unique Message-ID and the current local time.
     Bcc never appears in the headers.
     """
+    return materialized(_chunks(message, message_id, date))
+
+
+def lazy_chunks(
+    message: ValidatedMessage | EmailMessage,
+    *,
+    message_id: str | None = None,
+    date: str | None = None,
+) -> list[bytes]:
+    """:func:`render_chunks`, a large attachment's chunks :class:`Base64Slice` values.
+
+    For a transport that writes each chunk as it goes (``bytes(chunk)``):
+    the encoded attachment is never held whole.
+    """
+    return _chunks(message, message_id, date)
+
+
+def _chunks(
+    message: ValidatedMessage | EmailMessage, message_id: str | None, date: str | None
+) -> list[bytes]:
     msg = message.validate() if isinstance(message, EmailMessage) else message
     if message_id is None:
         message_id = make_message_id(msg.from_address.ascii_domain or None)

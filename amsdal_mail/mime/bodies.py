@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from ..message import Alternative, Attachment, RawPart, ValidatedMessage
 
-__all__ = ["body_parts"]
+__all__ = ["Base64Slice", "body_parts", "materialized"]
 
 CRLF = b"\r\n"
 _MAX_LINE = 76  # base64 line length (RFC 2045 6.8)
@@ -55,13 +55,61 @@ def _param(name: str, value: str) -> str:
     return ";\r\n ".join(params)
 
 
+class Base64Slice:
+    """A chunk of a large attachment, base64-encoded only when it is written.
+
+    It stands for the bytes ``bytes(chunk)`` gives (whole 76-character lines,
+    each ending with CRLF) and knows their length without making them, so a
+    large attachment never exists encoded in full: the transport makes one
+    slice at a time (about 1.2 MB) as it writes. Base64 holds no dot, so it
+    needs no dot-stuffing, and it ends with a line break.
+    """
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+        groups = -(-len(data) // 3) * 4  # encoded characters
+        self._size = groups + 2 * -(-groups // _MAX_LINE)  # and a CRLF per line
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        return _base64_slice(self._data)
+
+    def __repr__(self) -> str:
+        return f"<Base64Slice of {len(self._data)} bytes, {self._size} encoded>"
+
+    def endswith(self, suffix: bytes) -> bool:
+        """Like ``bytes.endswith``: the encoded slice ends with CRLF."""
+        return CRLF.endswith(suffix)
+
+    def startswith(self, prefix: bytes) -> bool:
+        """Like ``bytes.startswith`` (a base64 line never starts with a dot)."""
+        return bytes(self).startswith(prefix)
+
+    @staticmethod
+    def isascii() -> bool:
+        """Base64 is ASCII."""
+        return True
+
+
+def materialized(chunks: list[bytes]) -> list[bytes]:
+    """Return ``chunks`` with every :class:`Base64Slice` made into its bytes."""
+    return [bytes(c) if isinstance(c, Base64Slice) else c for c in chunks]
+
+
 def _base64_lines(data: bytes) -> list[bytes]:
-    """Return ``data`` base64-encoded in CRLF-terminated lines of 76 characters, as chunks."""
+    """Return ``data`` base64-encoded in CRLF-terminated lines of 76 characters, as chunks.
+
+    Beyond one slice the chunks are :class:`Base64Slice` values, encoded when written.
+    """
     if len(data) <= _BASE64_SLICE:
         return [_base64_slice(data)]
     view = memoryview(data)
     return [
-        _base64_slice(view[start : start + _BASE64_SLICE])
+        Base64Slice(view[start : start + _BASE64_SLICE])  # type: ignore[misc]
         for start in range(0, len(data), _BASE64_SLICE)
     ]
 

@@ -511,7 +511,25 @@ class _SSLConnection(_Connection, smtplib.SMTP_SSL):
 
 
 def _send_gathered(sock: socket.socket, chunks: list[bytes]) -> None:
-    """Send ``chunks`` with scatter/gather writes: one system call, no copy."""
+    """Send ``chunks`` with scatter/gather writes: one system call, no copy.
+
+    A chunk that is made when written (a large attachment's base64 slice) is
+    made just before it is sent, alone, so only one exists at a time.
+    """
+    group: list[bytes] = []
+    for chunk in chunks:
+        if isinstance(chunk, bytes):
+            group.append(chunk)
+            continue
+        if group:
+            _send_views(sock, group)
+            group = []
+        _send_views(sock, [bytes(chunk)])
+    if group:
+        _send_views(sock, group)
+
+
+def _send_views(sock: socket.socket, chunks: list[bytes]) -> None:
     views = [memoryview(c) for c in chunks if c]
     i = 0
     while i < len(views):

@@ -35,7 +35,7 @@ from ..exceptions import ProtocolError, ServerDisconnectedError
 from ..message import ValidatedMessage
 from ..message.addresses import Address
 from ..message.dsn import DSN, RET_WORDS, merge_dsn, utf8_addr_xtext, xtext
-from ..mime import make_message_id, render_chunks
+from ..mime import Base64Slice, lazy_chunks, make_message_id, render_chunks
 from ..mime.dkim import DKIMSigner
 from ..status import (
     RecipientStatus,
@@ -161,9 +161,12 @@ def prepare_envelope(
     if dsn is not None or valid.dsn is not None or verp_secret is not None:
         given = [value for name, value in valid.headers if name.lower() == "message-id"]
         message_id = given[0] if given else make_message_id(valid.from_address.ascii_domain)
-    chunks = render_chunks(valid, message_id=message_id)
     if signer is not None:
-        chunks = signer.sign(chunks)
+        # The signature covers the whole message: it is rendered whole for it.
+        chunks = signer.sign(render_chunks(valid, message_id=message_id))
+    else:
+        # A large attachment stays unencoded until each slice of it is written.
+        chunks = lazy_chunks(valid, message_id=message_id)
     sender = valid.return_path or return_path or valid.from_address
     senders = None
     if verp_secret is not None:
@@ -211,6 +214,11 @@ def dot_stuff(chunks: list[bytes]) -> list[bytes]:
     line_start = True
     for chunk in chunks:
         if not chunk:
+            continue
+        if isinstance(chunk, Base64Slice):  # no dot in base64; it ends with CRLF
+            if not line_start:  # pragma: no cover - a slice always follows a line break
+                raise ValueError("a base64 slice must start a line")
+            out.append(chunk)
             continue
         if b"\n." in chunk:
             chunk = chunk.replace(b"\r\n.", b"\r\n..")

@@ -122,7 +122,8 @@ def plan_writes(chunks: list[bytes]) -> Iterator[bytes]:
             if pending:
                 yield pending[0] if len(pending) == 1 else b"".join(pending)
                 pending, size = [], 0
-            yield chunk
+            # A Base64Slice is encoded here, one at a time, as it is written.
+            yield chunk if isinstance(chunk, bytes) else bytes(chunk)
             continue
         if not chunk:
             continue
