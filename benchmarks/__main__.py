@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"==> wrote {a.out} and {a.chart} ({res.seconds:.0f} s)")
     for t in report.targets(res):
         state = {True: "met", False: "NOT met", None: "n/a"}[t.met]
-        print(f"    {t.what}: {report._fmt_ratio(t.measured)} ({state})")
+        print(f"    {t.what}: {report.fmt_target(t)} ({state})")
     return 0
 
 
