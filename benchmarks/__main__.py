@@ -343,39 +343,34 @@ def _real_postfix(a: argparse.Namespace, res: report.Results) -> None:
 
 def _outbox(a: argparse.Namespace, res: report.Results) -> None:
     """Measure the outbox in a child process (it sets Django up on its own database)."""
-    why = outbox.unavailable()
-    if why:
-        res.notes.append(f"The outbox benchmark did not run: {why}.")
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-outbox-json-") as tmp:
-        figures = Path(tmp, "outbox.json")
-        argv = [sys.executable, "-m", "benchmarks.outbox", "--json", str(figures)]
-        argv += ["--messages", str(a.outbox_messages), "--rounds", str(min(a.reps, 3))]
-        if a.quick:
-            argv += ["--view-messages", "50", "--inline-messages", "5"]
-        done = subprocess.run(argv, cwd=ROOT, timeout=a.budget, check=False)
-        if done.returncode != 0:
-            res.notes.append(f"The outbox benchmark failed (exit status {done.returncode}).")
-            return
-        res.outbox = json.loads(figures.read_text())
+    argv = ["--messages", str(a.outbox_messages), "--rounds", str(min(a.reps, 3))]
+    if a.quick:
+        argv += ["--view-messages", "50", "--inline-messages", "5"]
+    res.outbox = _child_figures("outbox", outbox.unavailable(), argv, a, res)
 
 
 def _latency(a: argparse.Namespace, res: report.Results) -> None:
     """Measure sending over a delayed link in a child process (it sets Django up itself)."""
-    why = real_postfix.unavailable()
+    argv = ["--rtt", "0,20", "--calls", "5", "--messages", "10"] if a.quick else []
+    res.latency = _child_figures("latency", real_postfix.unavailable(), argv, a, res)
+
+
+def _child_figures(
+    part: str, why: str | None, argv: list[str], a: argparse.Namespace, res: report.Results
+) -> dict[str, Any]:
+    """Run ``python -m benchmarks.PART --json F ARGV``; return its figures ({} with a note)."""
     if why:
-        res.notes.append(f"The latency benchmark did not run: {why}.")
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-latency-json-") as tmp:
-        figures = Path(tmp, "latency.json")
-        argv = [sys.executable, "-m", "benchmarks.latency", "--json", str(figures)]
-        if a.quick:
-            argv += ["--rtt", "0,20", "--calls", "5", "--messages", "10"]
-        done = subprocess.run(argv, cwd=ROOT, timeout=a.budget, check=False)
+        res.notes.append(f"The {part} benchmark did not run: {why}.")
+        return {}
+    with tempfile.TemporaryDirectory(prefix=f"bench-{part}-json-") as tmp:
+        figures = Path(tmp, f"{part}.json")
+        command = [sys.executable, "-m", f"benchmarks.{part}", "--json", str(figures), *argv]
+        done = subprocess.run(command, cwd=ROOT, timeout=a.budget, check=False)
         if done.returncode != 0:
-            res.notes.append(f"The latency benchmark failed (exit status {done.returncode}).")
-            return
-        res.latency = json.loads(figures.read_text())
+            res.notes.append(f"The {part} benchmark failed (exit status {done.returncode}).")
+            return {}
+        figures_read: dict[str, Any] = json.loads(figures.read_text())
+        return figures_read
 
 
 def _render_count(a: argparse.Namespace, profile: Profile) -> int:

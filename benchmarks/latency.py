@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import os
-import ssl
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .real_postfix import HOST, PASSWORD, USER, SubmissionPostfix, unavailable
+from .real_postfix import (
+    HOST,
+    PASSWORD,
+    USER,
+    SubmissionPostfix,
+    unavailable,
+    unverified_context,
+)
 
 __all__ = ["measure", "targets", "unavailable"]
 
@@ -54,21 +60,10 @@ RCPT = "rcpt@example.test"
 TARGET_RTT = 20.0
 
 
-def _unverified() -> ssl.SSLContext:
-    # The benchmark's Postfix has a self-signed certificate: every client skips the check alike.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-#: One context for every client: pooled connections are shared by backends whose TLS
-#: settings are the same, the same ``ssl_context`` object included.
-_CONTEXT = _unverified()
-
-
-def _context() -> ssl.SSLContext:
-    return _CONTEXT
+#: One context for every client (the benchmark's Postfix has a self-signed certificate):
+#: pooled connections are shared by backends whose TLS settings are the same, the same
+#: ``ssl_context`` object included.
+_CONTEXT = unverified_context()
 
 
 @contextlib.contextmanager
@@ -105,7 +100,7 @@ def _ours(port: int, **options: Any) -> Any:
 
     return amsdal_mail.get_connection(
         "smtp", host=HOST, port=port, username=USER, password=PASSWORD, use_tls=True,
-        ssl_context=_context(), timeout=30, **options,
+        ssl_context=_CONTEXT, timeout=30, **options,
     )  # fmt: skip
 
 
@@ -113,7 +108,7 @@ def _django_connection(port: int) -> Any:
     from django.core.mail import get_connection
     from django.core.mail.backends import smtp
 
-    smtp.EmailBackend.ssl_context = _context()  # type: ignore[assignment]
+    smtp.EmailBackend.ssl_context = _CONTEXT  # type: ignore[assignment]
     return get_connection(
         "django.core.mail.backends.smtp.EmailBackend", host=HOST, port=port, username=USER,
         password=PASSWORD, use_tls=True, timeout=30,
@@ -224,7 +219,7 @@ def _bulk_smtplib(port: int, count: int) -> float:
     payloads = _rendered(count)
     started = time.perf_counter()
     with smtplib.SMTP(HOST, port, timeout=30) as client:
-        client.starttls(context=_context())
+        client.starttls(context=_CONTEXT)
         client.login(USER, PASSWORD)
         for payload in payloads:
             client.sendmail(USER, [RCPT], payload)
@@ -239,7 +234,7 @@ def _bulk_aiosmtplib(port: int, count: int) -> float:
     async def run() -> float:
         started = time.perf_counter()
         client = aiosmtplib.SMTP(
-            hostname=HOST, port=port, start_tls=True, tls_context=_context(), timeout=30
+            hostname=HOST, port=port, start_tls=True, tls_context=_CONTEXT, timeout=30
         )
         async with client:
             await client.login(USER, PASSWORD)

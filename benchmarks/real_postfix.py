@@ -307,10 +307,16 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _settings(port: int) -> dict[str, Any]:
+def unverified_context() -> ssl.SSLContext:
+    """A client TLS context that takes the benchmark's self-signed certificate (no check)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _settings(port: int) -> dict[str, Any]:
+    ctx = unverified_context()
     return {"host": HOST, "port": port, "username": USER, "password": PASSWORD, "ctx": ctx}
 
 
