@@ -254,11 +254,7 @@ class ChunkingServer:
         except OSError:
             pass
         self._listener.close()
-        for sock in list(self._sessions):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.hang_up()
         deadline = time.monotonic() + 5
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

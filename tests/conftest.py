@@ -16,6 +16,7 @@ import trustme
 
 from amsdal_mail import BaseBackend, EmailMessage, SendStatus, asend_mail, send_mail
 from tests.smtpd import RecordingServer, ServerFactory
+from tests.tracking.dovecot import dovecot  # noqa: F401 (a fixture, for every test module)
 
 # -- TLS certificates ----------------------------------------------------------------
 #

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,10 @@ from pathlib import Path
 
 from tests.faulty_smtpd import FaultyServer
 from tests.outbox.live.postgres import unavailable
+from tests.smtpd import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _get(url: str, deadline: float) -> str:
@@ -54,7 +47,7 @@ def test_gunicorn_workers_never_write_to_the_masters_pooled_connection(
     except ImportError:
         unavailable("gunicorn is not installed (pip install -e '.[dev]')")
     server = faulty_server()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "POOL_TEST_HOST": server.host,

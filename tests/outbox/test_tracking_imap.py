@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,13 @@ from django.core.management import CommandError, call_command
 from django_amsdal_mail.outbox import enqueue
 from django_amsdal_mail.outbox.models import OutboxRecipient
 from django_amsdal_mail.signals import delivery
-from tests.outbox.live.postgres import unavailable
 from tests.smtpd import ServerFactory
-from tests.tracking.dovecot import DovecotIMAP, dovecot_unavailable
+from tests.tracking.dovecot import DovecotIMAP
 from tests.tracking.reports import PLAIN_MESSAGE, report
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotIMAP]:
-    """Dovecot for the module, stopped by its PID afterwards."""
-    why = dovecot_unavailable()
-    if why:
-        unavailable(why)
-    with DovecotIMAP() as server:
-        yield server
 
 
 @pytest.fixture

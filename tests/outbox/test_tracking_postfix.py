@@ -35,6 +35,7 @@ from amsdal_mail.tracking.receiver import ReportReceiver
 from django_amsdal_mail.outbox import enqueue
 from django_amsdal_mail.outbox.models import OutboxRecipient
 from django_amsdal_mail.tracking import record_event
+from tests.outbox.live.postgres import unavailable
 from tests.postfix import PostfixRelay, postfix_unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,14 +55,6 @@ smtpd_reject_unlisted_recipient = no
 transport_maps = texthash:{config}/transport
 """
 _MASTER_CF = "virtual   unix  -       n       n       -       -       virtual\n"
-
-
-def _unavailable(reason: str) -> None:
-    """Skip with ``reason`` printed; under CI=true fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"Postfix is required under CI=true: {reason}")
-    print(f"skipping the Postfix tracking tests: {reason}")
-    pytest.skip(reason)
 
 
 class Reports:
@@ -89,7 +82,7 @@ def postfix_and_receiver() -> Iterator[tuple[PostfixRelay, ReportReceiver, Repor
     """
     reason = postfix_unavailable()
     if reason is not None:
-        _unavailable(reason)
+        unavailable(reason)
     reports = Reports()
     receiver = ReportReceiver(return_paths=[RETURN_PATH], on_event=reports.events.append)
     receiver.start()
@@ -115,7 +108,7 @@ def postfix_and_receiver() -> Iterator[tuple[PostfixRelay, ReportReceiver, Repor
         try:
             relay.start()
         except (OSError, RuntimeError) as exc:
-            _unavailable(f"Postfix did not start: {exc}")
+            unavailable(f"Postfix did not start: {exc}")
         yield relay, receiver, reports
     finally:
         relay.stop()

@@ -9,7 +9,9 @@ child, waits for its greeting (bounded polling) and stops it by PID.
 :meth:`DovecotIMAP.append` puts a message into the mailbox over IMAP, as a
 delivery would.
 
-:func:`dovecot_unavailable` says why it cannot run here, or returns None.
+:func:`dovecot_unavailable` says why it cannot run here, or returns None; the
+``dovecot`` fixture (module-scoped, offered by tests/conftest.py) starts one,
+skipping with the reason printed only where it cannot run (a failure under CI=true).
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+import pytest
 import trustme
 
-__all__ = ["PASSWORD", "USER", "DovecotIMAP", "dovecot_unavailable"]
+from tests.outbox.live.postgres import unavailable
+from tests.smtpd import free_port
+
+__all__ = ["PASSWORD", "USER", "DovecotIMAP", "dovecot", "dovecot_unavailable"]
 
 USER = "reports@returns.test"
 PASSWORD = "imap secret/with%odd@chars"  # no ":" (the passwd-file separator)
@@ -92,13 +99,6 @@ def dovecot_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "the Dovecot fixture runs as root (it drops to nobody for the mailboxes)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class DovecotIMAP:
@@ -166,7 +166,7 @@ class DovecotIMAP:
         certificate.private_key_pem.write_to_path(str(d / "key.pem"))
         (d / "key.pem").chmod(0o600)
         (d / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        self.port, self.plain_port = _free_port(), _free_port()
+        self.port, self.plain_port = free_port(), free_port()
         conf = d / "dovecot.conf"
         conf.write_text(
             _CONF.format(
@@ -248,3 +248,13 @@ class DovecotIMAP:
                 process.wait(5)
         with contextlib.suppress(OSError):
             shutil.rmtree(self.directory)
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[DovecotIMAP]:
+    """Dovecot for the module, stopped by its PID afterwards."""
+    why = dovecot_unavailable()
+    if why:
+        unavailable(why)
+    with DovecotIMAP() as server:
+        yield server

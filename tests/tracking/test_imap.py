@@ -10,7 +10,6 @@ printed, only where Dovecot cannot run; under CI=true that is a failure.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,8 +22,8 @@ from amsdal_mail.tracking.imap import (
     parse_imap_url,
     poll_imap,
 )
-from tests.outbox.live.postgres import unavailable
-from tests.tracking.dovecot import USER, DovecotIMAP, dovecot_unavailable
+from tests.smtpd import free_port
+from tests.tracking.dovecot import USER, DovecotIMAP
 from tests.tracking.reports import PLAIN_MESSAGE, POSTFIX_BOUNCE, report
 
 FAILED = {"Final-Recipient": "rfc822; ann@mail.test", "Action": "failed", "Status": "5.1.1"}
@@ -39,16 +38,6 @@ def _nested(depth: int) -> bytes:
             f"--l{level}\n{body}\n--l{level}--\n"
         )
     return ("Subject: nested\nMIME-Version: 1.0\n" + body).replace("\n", "\r\n").encode()
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotIMAP]:
-    """Dovecot for the module, stopped by its PID afterwards."""
-    why = dovecot_unavailable()
-    if why:
-        unavailable(why)
-    with DovecotIMAP() as server:
-        yield server
 
 
 @pytest.fixture
@@ -177,13 +166,4 @@ def test_refusals_are_clear_errors(dovecot: DovecotIMAP, mailbox: str) -> None:
     with pytest.raises(ImapError, match="cannot open the mailbox 'no such box'"):
         poll_imap(dovecot.url("no such box"), print, ssl_context=context)
     with pytest.raises(ImapError, match="cannot connect"):
-        poll_imap(f"imaps://u:p@127.0.0.1:{_closed_port()}/", print, timeout=5)
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+        poll_imap(f"imaps://u:p@127.0.0.1:{free_port()}/", print, timeout=5)
