@@ -55,7 +55,12 @@ class _InFlight:
     index: int
     run: FlowRun[Any]
     size: int
-    after_data: bool  #: the replies owed are those to its data (the next may follow)
+
+    @property
+    def after_data(self) -> bool:
+        """The replies owed are those to its data: the next message may follow."""
+        action = self.run.action
+        return isinstance(action, Step) and action.after_data
 
 
 class SyncDriver(Driver["_Connection"]):
@@ -177,7 +182,7 @@ class SyncDriver(Driver["_Connection"]):
             while run.action is not None:
                 action = run.action
                 if isinstance(action, Step) and action.after_data and upcoming and not stopped:
-                    wire.append(_InFlight(i, run, 0, True))
+                    wire.append(_InFlight(i, run, 0))
                     self.owed += action.replies
                     return
                 try:
@@ -215,13 +220,13 @@ class SyncDriver(Driver["_Connection"]):
                     held.append((i, run))
                 return True
             if action.replies:
-                wire.append(_InFlight(i, run, size, False))
+                wire.append(_InFlight(i, run, size))
                 self.owed += action.replies
                 return True
             if settle(i, run, []):
                 nxt = run.action
                 if isinstance(nxt, Step) and nxt.after_data and not nxt.payload:
-                    wire.append(_InFlight(i, run, size, True))
+                    wire.append(_InFlight(i, run, size))
                     self.owed += nxt.replies
                 else:
                     held.append((i, run))
