@@ -218,3 +218,27 @@ def test_bad_pool_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         get_connection("smtp", pool_idle_timeout=-1)
     monkeypatch.setenv("AMSDAL_EMAIL_POOL", "true")
     assert get_connection("smtp").settings.pool is True
+
+
+def test_the_pool_says_quit_at_exit(faulty_server: Callable[..., FaultyServer]) -> None:
+    """A process that ends with a connection resting in the pool closes it with QUIT."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server = faulty_server()
+    script = (
+        "import sys\n"
+        "from amsdal_mail import EmailMessage, get_connection\n"
+        "b = get_connection('smtp', host=sys.argv[1], port=int(sys.argv[2]), pool=True)\n"
+        "m = EmailMessage('S', 'B', 'app@example.com', ['ann@example.com'])\n"
+        "print(b.send_messages([m]).status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, server.host, str(server.port)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sent" in done.stdout
+    server.wait_until(lambda s: _ended(s) == ["quit"])
+    assert server.connections == 1
