@@ -13,7 +13,7 @@ a recipient containing ``refuse`` gets 550 5.1.1, ``later`` 450 4.2.0. A
 BDAT with no accepted recipient is answered 503 5.5.1, its data read and
 dropped, as RFC 3030 says. Replies are held while more input is waiting and
 then sent in one write, as Postfix does. With ``hang_up_at=N`` the server
-answers what came before message N, then hangs up as N's data ends.
+answers what came before message N, then hangs up as N's data ends (BDAT or DATA).
 """
 
 from __future__ import annotations
@@ -164,17 +164,7 @@ class _Session:
             self.reply(f"250 2.0.0 {size} octets received")
             return True
         assert self.sender is not None
-        if self.server.hang_up_at == len(self.server.messages) + 1:
-            # Answer what came before, then go away without taking this message: the
-            # replies, then the end of the stream (FIN, not a reset: what follows is
-            # read and dropped until the client closes).
-            self.server.hang_up_at = None
-            self.flush()
-            self.sock.shutdown(socket.SHUT_WR)
-            self.sock.settimeout(10)
-            while self.sock.recv(65536):
-                pass
-            raise OSError("the server hung up")
+        self._hang_up_if_due()
         if "bdatfail" in self.sender:
             self.reset()
             self.reply("554 5.6.0 message refused")
@@ -185,6 +175,23 @@ class _Session:
         self.reset()
         self.reply("250 2.0.0 queued")
         return True
+
+    def _hang_up_if_due(self) -> None:
+        """With ``hang_up_at`` at this message, whose data has just ended: go away.
+
+        The replies to what came before go out, then the end of the stream
+        (FIN, not a reset: what follows is read and dropped until the client
+        closes); the message is neither stored nor answered.
+        """
+        if self.server.hang_up_at != len(self.server.messages) + 1:
+            return
+        self.server.hang_up_at = None
+        self.flush()
+        self.sock.shutdown(socket.SHUT_WR)
+        self.sock.settimeout(10)
+        while self.sock.recv(65536):
+            pass
+        raise OSError("the server hung up")
 
     def _data(self) -> bool:
         if not self.mail_ok or not self.recipients:
@@ -200,6 +207,7 @@ class _Session:
                 break
             lines.append(line[1:] if line.startswith(b".") else line)
         assert self.sender is not None
+        self._hang_up_if_due()
         data = b"".join(line + b"\r\n" for line in lines)
         if "bdatfail" in self.sender:
             self.reset()

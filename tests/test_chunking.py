@@ -239,6 +239,34 @@ async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
     assert b"\r\n.\r\n..two dots\r\n" in data  # as written, not dot-stuffed
 
 
+def test_real_postfix_takes_a_data_batch_with_each_dot_followed_by_the_next_mail(
+    postfix_to_recorder: tuple[PostfixRelay, ChunkingServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Debian's Postfix takes the next MAIL, RCPT and DATA in the write of the previous
+    message's data (it does not call that unauthorised pipelining), answers each in
+    turn, and passes every message on once."""
+    relay, next_hop = postfix_to_recorder
+    sent: list[bytes] = []
+    original = sync._Connection.send_chunks
+
+    def send_chunks(self: sync._Connection, chunks: list[bytes]) -> None:
+        sent.append(b"".join(chunks))
+        original(self, chunks)
+
+    monkeypatch.setattr(sync._Connection, "send_chunks", send_chunks)
+    backend = amsdal_mail.get_connection("smtp", host=relay.host, port=relay.port, chunking=False)
+    messages = _numbered(6)
+    status = backend.send_messages(messages)
+    assert status.status == {SENT}, relay.log()
+    assert [m.status.status for m in messages] == [{SENT}] * 6, relay.log()  # type: ignore[union-attr]
+    assert len([p for p in sent if b"\r\n.\r\nMAIL FROM:" in p]) == 5
+    deadline = time.monotonic() + 30
+    while len(next_hop.messages) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _stored(next_hop) == Counter(f"n{n}@example.test" for n in range(6)), relay.log()
+
+
 def test_a_bad_chunking_value_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMSDAL_EMAIL_CHUNKING", "sometimes")
     with pytest.raises(amsdal_mail.ConfigurationError, match="CHUNKING") as caught:
@@ -364,3 +392,49 @@ def test_a_refusal_waiting_for_its_rset_stands_when_the_connection_is_lost() -> 
         word = message.status.recipients[f"n{n}@example.test"].status  # type: ignore[union-attr]
         assert stored[f"n{n}@example.test"] == (1 if word == SENT else 0)
     assert messages[-1].status.status == {SENT}  # type: ignore[union-attr]
+
+
+# -- DATA on a pipelining server: the next message follows the final dot ------------------
+
+
+def test_with_data_the_next_messages_commands_follow_the_final_dot_in_one_write() -> None:
+    """``chunking=False``: each message's data and the next message's MAIL, RCPT and DATA
+    go out in one write (RFC 2920: the content may open a group), so the server reads
+    them together and answers them in one write: one round trip per message."""
+    with ChunkingServer(reply_delay=0.05) as server:
+        messages = _numbered(10)
+        status = _backend(server, chunking=False).send_messages(messages)
+    assert status.status == {SENT}
+    assert [m.status.status for m in messages] == [{SENT}] * 10  # type: ignore[union-attr]
+    assert [m.via for m in server.messages] == ["DATA"] * 10
+    assert _stored(server) == Counter(f"n{n}@example.test" for n in range(10))
+    together = [r for r in server.reads if b"\r\n.\r\n" in r and b"MAIL FROM" in r]
+    assert len(together) == 9  # every message but the last: its dot, then the next MAIL
+    assert server.connections == 1
+
+
+def test_with_data_a_hang_up_leaves_only_the_message_whose_data_was_out_unknown() -> None:
+    """The server goes away as message 4's data ends: message 5's commands were on the
+    wire too, but not its data, so it is sent again on a new connection and reported
+    sent; only message 4 is unknown; nobody is stored twice."""
+    with ChunkingServer(hang_up_at=4) as server:
+        messages = _numbered(8)
+        _backend(server, chunking=False).send_messages(messages)
+    outcome = [next(iter(m.status.recipients.values())).status for m in messages]  # type: ignore[union-attr]
+    assert outcome == [SENT] * 3 + ["unknown"] + [SENT] * 4
+    stored = _stored(server)
+    assert stored == Counter(f"n{n}@example.test" for n in range(8) if n != 3)
+    assert server.connections == 2
+    # Message 5's MAIL had gone out with message 4's data, in the read the server hung up on.
+    assert any(b"body 3\r\n.\r\nMAIL FROM" in read for read in server.reads)
+
+
+def test_with_data_and_no_pipelining_each_message_waits_for_its_reply() -> None:
+    """Without PIPELINING nothing follows the final dot before its reply (RFC 2920 is
+    not offered): every read holds one command or one message's data."""
+    with ChunkingServer(pipelining=False) as server:
+        messages = _numbered(4)
+        status = _backend(server, chunking=False).send_messages(messages)
+    assert status.status == {SENT}
+    assert not [r for r in server.reads if b"\r\n.\r\n" in r and b"MAIL FROM" in r]
+    assert _stored(server) == Counter(f"n{n}@example.test" for n in range(4))

@@ -70,6 +70,9 @@ class SyncDriver(Driver["_Connection"]):
         super().__init__(*args, **kwargs)
         #: Replies owed by messages in flight (run_all).
         self.owed = 0
+        #: A message's data held back by run_all to go out in one write with the next
+        #: message's commands (see :meth:`_send`).
+        self.unsent: list[bytes] = []
 
     def _abort(self, link: _Connection) -> None:
         link.close()
@@ -112,6 +115,7 @@ class SyncDriver(Driver["_Connection"]):
         the flow gives up on.
         """
         run = FlowRun(self, flow)
+        assert not self.unsent
         while run.action is not None:
             try:
                 value = getattr(self, run.io)(run.action)
@@ -181,10 +185,19 @@ class SyncDriver(Driver["_Connection"]):
             """Run ``run`` alone on an idle wire until it ends or leaves replies owed after data."""
             while run.action is not None:
                 action = run.action
-                if isinstance(action, Step) and action.after_data and upcoming and not stopped:
-                    wire.append(_InFlight(i, run, 0))
-                    self.owed += action.replies
-                    return
+                if isinstance(action, Step) and upcoming and not stopped:
+                    if action.after_data:
+                        wire.append(_InFlight(i, run, 0))
+                        self.owed += action.replies
+                        return
+                    if action.payload and not action.replies and self._pipelines():
+                        # A message's data, answered in the next step: it goes out with
+                        # the next message's commands, in one write, so that the server
+                        # reads them together and answers them together.
+                        self.unsent = action.payload
+                        if not settle(i, run, []):
+                            return
+                        continue
                 try:
                     if isinstance(action, Step) and self.link is None:
                         # Another message's failure closed the connection under this one.
@@ -213,7 +226,7 @@ class SyncDriver(Driver["_Connection"]):
                 return True
             size = sum(len(p) for p in action.payload)
             try:
-                self.link.send_chunks(action.payload)
+                self._send(action.payload)
             except (OSError, smtplib.SMTPException) as exc:
                 self._lost(wire, held, settle, exc)
                 if settle(i, run, error=exc):
@@ -268,6 +281,8 @@ class SyncDriver(Driver["_Connection"]):
                 solo(*held.popleft())
                 continue
             if not upcoming or stopped:
+                if self.unsent and self.link is not None:  # pragma: no cover - defensive
+                    self._send([])
                 return results
             started = start()
             if started is not None:
@@ -281,6 +296,7 @@ class SyncDriver(Driver["_Connection"]):
         exc: BaseException,
     ) -> None:
         """The connection broke: every message in flight fails with ``exc``, in order."""
+        self.unsent = []
         while wire:
             entry = wire.popleft()
             run = entry.run
@@ -288,10 +304,23 @@ class SyncDriver(Driver["_Connection"]):
                 held.append((entry.index, run))
         self.owed = 0
 
+    def _pipelines(self) -> bool:
+        return "pipelining" in self.features
+
+    def _send(self, payload: list[bytes]) -> None:
+        """Write what :attr:`unsent` holds, then ``payload``, in one write."""
+        conn = self.link
+        if conn is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        unsent, self.unsent = self.unsent, []
+        conn.send_chunks([*unsent, *payload] if unsent else payload)
+
     def _read(self, count: int) -> list[SMTPReply]:
         conn = self.link
         if conn is None:
             raise smtplib.SMTPServerDisconnected("not connected")
+        if self.unsent:
+            self._send([])
         replies: list[SMTPReply] = []
         for _ in range(count):
             reply = conn.next_reply()
@@ -313,8 +342,8 @@ class SyncDriver(Driver["_Connection"]):
         """Write the step's bytes and return its replies."""
         conn = self.link
         assert conn is not None  # FlowRun answers a Step without connection itself
-        if action.payload:
-            conn.send_chunks(action.payload)
+        if action.payload or self.unsent:
+            self._send(action.payload)
         replies: list[SMTPReply] = []
         for _ in range(action.replies):
             reply = conn.next_reply()

@@ -105,8 +105,9 @@ class Step:
 
     payload: list[bytes]
     replies: int
-    #: The replies to a pipelined BDAT transaction (CHUNKING and PIPELINING offered):
-    #: the next transactions may go out before they are read (RFC 2920, RFC 3030).
+    #: The replies to a message's data on a pipelining server (a BDAT transaction, or
+    #: the reply to DATA's final dot): the next transactions may go out before they
+    #: are read (RFC 2920, RFC 3030).
     after_data: bool = False
 
 
@@ -367,15 +368,20 @@ def _check_data_reply(reply: SMTPReply) -> None:
         )
 
 
-def _send_data(envelope: Envelope, progress: Progress) -> Generator[Step, object, SMTPReply]:
+def _send_data(
+    envelope: Envelope, progress: Progress, pipelining: bool = False
+) -> Generator[Step, object, SMTPReply]:
+    """Send the message content after a 354; return the reply to its final dot.
+
+    With PIPELINING the next transaction's commands may follow the dot before
+    its reply is read (RFC 2920: the content may be the first command of a
+    group), so the reply step is marked ``after_data``.
+    """
     yield Step(dot_stuff(envelope.chunks), 0)
     # Every byte of the message is with the server now: if its reply never
     # comes, the message's fate is unknown and it must not be resent.
     progress.data_sent = True
-    # Not marked after_data: RFC 2920 would let the next MAIL follow the final dot, but
-    # Postfix answers the dot in a write of its own, and the next replies then wait for
-    # the ACK of it (Nagle against delayed ACK: 40 ms), slower than waiting for the reply.
-    (reply,) = yield from _replies(Step([], 1), progress)
+    (reply,) = yield from _replies(Step([], 1, after_data=pipelining), progress)
     return reply
 
 
@@ -458,7 +464,7 @@ def _pipelined(
         return mail_reply, rcpt_replies, None
     if data_reply.code == SMTPCode.START_INPUT:
         progress.settle_refused(rcpt_replies)
-        data_reply = yield from _send_data(envelope, progress)
+        data_reply = yield from _send_data(envelope, progress, pipelining=True)
     return mail_reply, rcpt_replies, data_reply
 
 
