@@ -17,6 +17,7 @@ from typing import Any
 
 from . import profiles
 from .profiles import Content
+from .raw_sender import RawMessage, prepare, run_raw
 
 LOCAL_HOSTNAME = "bench.localhost"
 TIMEOUT = 30.0
@@ -165,6 +166,18 @@ def _run_aiosmtplib(bulk: bool) -> Callable[[Sequence[Any], Target], float]:
     return run
 
 
+def _raw(c: Content) -> RawMessage:
+    return prepare(*_prerendered(c))
+
+
+def run_raw_bulk(messages: Sequence[Any], target: Target) -> float:
+    start = time.perf_counter()
+    sent = asyncio.run(run_raw(messages, target.host, target.port, target.concurrency))
+    elapsed = time.perf_counter() - start
+    _check(sent == len(messages), f"raw sender: {sent} of {len(messages)} accepted")
+    return elapsed
+
+
 def all_senders(*, concurrency: int, with_amsdal_django: bool) -> list[Sender]:
     """Return every sender, ours first; the Django backend only when importable."""
     k = concurrency
@@ -224,6 +237,14 @@ def all_senders(*, concurrency: int, with_amsdal_django: bool) -> list[Sender]:
             False,
             profiles.stdlib,
             _run_aiosmtplib(True),
+            bulk=True,
+        ),
+        Sender(
+            "raw-bulk",
+            f"raw pipelined bytes (the floor), {k} connections",
+            False,
+            _raw,
+            run_raw_bulk,
             bulk=True,
         ),
     ]
