@@ -71,6 +71,8 @@ class _Session:
 
     def _fill(self) -> bool:
         self.flush()
+        if self.server.read_pause:
+            time.sleep(self.server.read_pause)  # a slow reader: the client's writes back up
         data = self.sock.recv(65536)
         if not data:
             return False
@@ -105,7 +107,7 @@ class _Session:
                 offered = ["chunking.test"]
                 if self.server.pipelining:
                     offered.append("PIPELINING")
-                offered += ["CHUNKING", "8BITMIME", "SIZE 10485760"]
+                offered += ["CHUNKING", "8BITMIME", f"SIZE {self.server.max_size}"]
                 for word in offered[:-1]:
                     self.reply("250-" + word)
                 self.reply("250 " + offered[-1])
@@ -223,9 +225,19 @@ class ChunkingServer:
     """The server, for a ``with`` block: ``host``, ``port``, and what it recorded."""
 
     def __init__(
-        self, *, pipelining: bool = True, hang_up_at: int | None = None, reply_delay: float = 0.0
+        self,
+        *,
+        pipelining: bool = True,
+        hang_up_at: int | None = None,
+        reply_delay: float = 0.0,
+        read_pause: float = 0.0,
+        max_size: int = 10485760,
     ) -> None:
         self.pipelining = pipelining
+        #: Seconds before each read, so that a large message fills the client's buffers.
+        self.read_pause = read_pause
+        #: The SIZE the server offers.
+        self.max_size = max_size
         #: Seconds each write of replies waits first, as a distant server's would arrive late.
         self.reply_delay = reply_delay
         #: Hang up when message number ``hang_up_at`` ends (not stored, not answered).

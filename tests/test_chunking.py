@@ -210,9 +210,11 @@ async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
     monkeypatch.setattr(sync._Connection, "send_chunks", send_chunks)
     reader_exchange = aio._ReplyReader.exchange
 
-    async def exchange(self: Any, payload: list[bytes], replies: int, timeout: Any) -> Any:
+    async def exchange(
+        self: Any, payload: list[bytes], replies: int, timeout: Any, owes: int = 0
+    ) -> Any:
         sent.append(b"".join(payload))
-        return await reader_exchange(self, payload, replies, timeout)
+        return await reader_exchange(self, payload, replies, timeout, owes)
 
     monkeypatch.setattr(aio._ReplyReader, "exchange", exchange)
     backend = amsdal_mail.get_connection("smtp", host=relay.host, port=relay.port)

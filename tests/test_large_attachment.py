@@ -96,6 +96,27 @@ def test_bdat_path_sends_it_byte_for_byte(side: str) -> None:
     assert _attachment(received.data) == DATA
 
 
+@pytest.mark.parametrize("via", ["BDAT", "DATA"])
+def test_async_replies_that_come_while_a_large_message_is_still_going_out_are_kept(
+    via: str,
+) -> None:
+    """The server answers MAIL and RCPT as soon as it has read them, long before the
+    data is all in, and reads slowly, so the client waits for room to write while
+    those replies arrive: they are owed to the message (not unsolicited) and its
+    status is ``sent``, not a timeout."""
+    big = Attachment("big.bin", os.urandom(6 * 1024 * 1024), "application/octet-stream")
+    message = EmailMessage("Big", "x\n", "a@example.com", ["b@example.com"], attachments=[big])
+    with ChunkingServer(read_pause=0.002, max_size=64 * 1024 * 1024) as server:
+        backend = get_connection(
+            "smtp", host=server.host, port=server.port, timeout=10, chunking=via == "BDAT"
+        )
+        status = asyncio.run(backend.asend_messages([message]))
+    assert status.status == {"sent"}, status
+    (received,) = server.messages
+    assert received.via == via
+    assert _attachment(received.data) == big.content
+
+
 def test_render_is_unchanged_by_the_slices() -> None:
     """render() and render_chunks() give bytes, as before (the slices are made there)."""
     chunks = render_chunks(_message())

@@ -121,7 +121,9 @@ class AsyncDriver(Driver["_ReplyReader"]):
         """Write the step's bytes and return its replies."""
         reader = self.link
         assert reader is not None  # FlowRun answers a Step without connection itself
-        return await reader.exchange(action.payload, action.replies, self.settings.timeout)
+        return await reader.exchange(
+            action.payload, action.replies, self.settings.timeout, action.owes
+        )
 
     async def do_connect(self, action: Connect) -> None:
         """Connect, say EHLO, STARTTLS and log in as the handshake policy says.
@@ -234,6 +236,8 @@ class _ReplyReader(asyncio.Protocol):
         self._parser = ReplyParser()
         self._replies: deque[SMTPReply] = deque()  # owed replies, not yet taken
         self._expected = 0  # replies owed to commands already written
+        # Of those, the replies a step's bytes called for ahead of the step that reads them.
+        self._prepaid = 0
         # Why the connection is unusable: the text, the SMTP code for an
         # invalid reply (None when the connection closed), and the cause.
         self._error: str | None = None
@@ -331,9 +335,14 @@ class _ReplyReader(asyncio.Protocol):
             raise TimeoutError(f"no {what} within {timeout}s")
 
     async def exchange(
-        self, payload: list[bytes], replies: int, timeout: float | None
+        self, payload: list[bytes], replies: int, timeout: float | None, owes: int = 0
     ) -> list[SMTPReply]:
         """Write ``payload``, then return the next ``replies`` replies, each within ``timeout``.
+
+        ``owes`` more replies are owed to ``payload`` and read by a later
+        exchange: they are kept from the moment the bytes go out (the server
+        may answer the start of a large write before its end is written), and
+        that later exchange takes them instead of owing its own.
 
         Large chunks are written one at a time, waiting while the transport's
         buffer is full, so a large message is never copied whole into it.
@@ -344,7 +353,7 @@ class _ReplyReader(asyncio.Protocol):
         if not self.is_open:
             self._raise_error()
         try:
-            return await self._exchange(payload, replies, timeout)
+            return await self._exchange(payload, replies, timeout, owes)
         except BaseException:
             # Interrupted (an error, a timeout, a cancelled task): which bytes
             # went out and which replies are owed is unknown, so the
@@ -353,9 +362,11 @@ class _ReplyReader(asyncio.Protocol):
             raise
 
     async def _exchange(
-        self, payload: list[bytes], replies: int, timeout: float | None
+        self, payload: list[bytes], replies: int, timeout: float | None, owes: int
     ) -> list[SMTPReply]:
-        self._expected += replies
+        prepaid = min(replies, self._prepaid)
+        self._prepaid += owes - prepaid
+        self._expected += replies - prepaid + owes
         for data in plan_writes(payload):
             self.transport.write(data)
             # Only after a large write can the buffer be full: let it drain first.

@@ -109,6 +109,11 @@ class Step:
     #: the reply to DATA's final dot): the next transactions may go out before they
     #: are read (RFC 2920, RFC 3030).
     after_data: bool = False
+    #: Replies ``payload`` calls for that a later step reads (a message's data, its
+    #: commands pipelined with it): a driver that drops replies nobody awaits counts
+    #: them as owed from the moment the bytes go out, as they may come before the
+    #: last byte is written.
+    owes: int = 0
 
 
 class Progress:
@@ -377,7 +382,7 @@ def _send_data(
     its reply is read (RFC 2920: the content may be the first command of a
     group), so the reply step is marked ``after_data``.
     """
-    yield Step(dot_stuff(envelope.chunks), 0)
+    yield Step(dot_stuff(envelope.chunks), 0, owes=1)
     # Every byte of the message is with the server now: if its reply never
     # comes, the message's fate is unknown and it must not be resent.
     progress.data_sent = True
@@ -398,7 +403,7 @@ def _chunked(
     """
     bdat = bdat_payload(envelope.chunks)
     if pipelining:
-        yield Step([*commands, *bdat], 0)
+        yield Step([*commands, *bdat], 0, owes=len(commands) + 1)
         # The data went with the commands: from here a lost reply is an unknown fate,
         # unless a pooled connection answers 421 at once (closed while idle: it took nothing).
         progress.data_sent = True
@@ -417,7 +422,7 @@ def _chunked(
     if not any(r.is_positive for r in rcpt_replies):
         return mail_reply, rcpt_replies, None
     progress.settle_refused(rcpt_replies)
-    yield Step(bdat, 0)
+    yield Step(bdat, 0, owes=1)
     progress.data_sent = True
     (bdat_reply,) = yield from _replies(Step([], 1), progress)
     return mail_reply, rcpt_replies, bdat_reply
