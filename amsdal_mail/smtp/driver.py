@@ -73,6 +73,8 @@ class Driver(Generic[_L]):
         self.features: dict[str, str] = {}
         #: The current connection has served a message (so it may have gone stale).
         self.used = False
+        #: Replies owed by messages in flight (:func:`~.batch.schedule`).
+        self.owed = 0
 
     @property
     def where(self) -> str:

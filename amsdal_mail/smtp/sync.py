@@ -15,13 +15,12 @@ import smtplib
 import socket
 import ssl
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
 
 from ..exceptions import MailError, TransportError
 from ..status import SMTPReply
+from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Read, Write, schedule
 from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep, Throttle
 from .handshake import (
@@ -43,36 +42,8 @@ _R = TypeVar("_R")
 _IOV_MAX = 512  # buffers per sendmsg() call (Linux allows 1024)
 
 
-#: Messages and bytes of data that :meth:`SyncDriver.run_all` keeps in flight at most.
-OVERLAP_WINDOW = 8
-OVERLAP_BYTES = 1 << 20
-
-
-@dataclass
-class _InFlight:
-    """A message on the wire whose replies are owed: its flow, the bytes it wrote."""
-
-    index: int
-    run: FlowRun[Any]
-    size: int
-
-    @property
-    def after_data(self) -> bool:
-        """The replies owed are those to its data: the next message may follow."""
-        action = self.run.action
-        return isinstance(action, Step) and action.after_data
-
-
 class SyncDriver(Driver["_Connection"]):
     """Run flows over one smtplib connection, made on demand."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: Replies owed by messages in flight (run_all).
-        self.owed = 0
-        #: A message's data held back by run_all to go out in one write with the next
-        #: message's commands (see :meth:`_send`).
-        self.unsent: list[bytes] = []
 
     def _abort(self, link: _Connection) -> None:
         link.close()
@@ -115,7 +86,6 @@ class SyncDriver(Driver["_Connection"]):
         the flow gives up on.
         """
         run = FlowRun(self, flow)
-        assert not self.unsent
         while run.action is not None:
             try:
                 value = getattr(self, run.io)(run.action)
@@ -134,193 +104,39 @@ class SyncDriver(Driver["_Connection"]):
         window: int = OVERLAP_WINDOW,
         max_bytes: int = OVERLAP_BYTES,
     ) -> list[_R | TransportError | None]:
-        """Run one flow per message, in order, several in flight on the one connection.
+        """Run one flow per message, several in flight on the one connection.
 
-        Where a message's data is out and the server offers PIPELINING, the
-        next message's commands (and with CHUNKING its data) are written
-        before the replies to that data are read (RFC 2920): up to ``window``
-        messages or ``max_bytes`` of data in flight. Replies are read in the
-        order their commands went out. A message whose flow needs more after
-        its replies (an RSET, a retry, another transaction) waits until the
-        ones written after it are done. A lost connection fails every message
-        in flight at once: those whose data was out are ``unknown``. After a
-        flow gives up (its TransportError is its result) no further message
-        is started; those never started have None.
+        :func:`~.batch.schedule` decides what goes out when; this carries
+        its requests out. Returns each flow's result, the TransportError it
+        gave up with, or None for one never started.
         """
-        results: list[Any] = [None] * len(flows)
-        wire: deque[_InFlight] = deque()  # replies owed, in the order the bytes went out
-        held: deque[tuple[int, FlowRun[Any]]] = deque()  # continuations, for an idle wire
-        upcoming = deque(enumerate(flows))
-        stopped = False
-
-        def settle(
-            i: int, run: FlowRun[Any], value: object = None, error: BaseException | None = None
-        ) -> bool:
-            """Resume ``run`` with ``value`` (or fail it with ``error``); True while it goes on."""
-            nonlocal stopped
-            try:
-                if error is not None:
-                    run.fail(error)
-                else:
-                    run.resume(value)
-            except TransportError as error:
-                results[i], stopped = error, True
-                return False
-            if run.action is None:
-                results[i] = run.result
-                self.message_done()
-                return False
-            return True
-
-        def start() -> tuple[int, FlowRun[Any]] | None:
-            nonlocal stopped
-            i, flow = upcoming.popleft()
-            try:
-                return i, FlowRun(self, flow)
-            except TransportError as error:
-                results[i], stopped = error, True
-                return None
-
-        def solo(i: int, run: FlowRun[Any]) -> None:
-            """Run ``run`` alone on an idle wire until it ends or leaves replies owed after data."""
-            while run.action is not None:
-                action = run.action
-                if isinstance(action, Step) and upcoming and not stopped:
-                    if action.after_data:
-                        wire.append(_InFlight(i, run, 0))
-                        self.owed += action.replies
-                        return
-                    if action.payload and not action.replies and self._pipelines():
-                        # A message's data, answered in the next step: it goes out with
-                        # the next message's commands, in one write, so that the server
-                        # reads them together and answers them together.
-                        self.unsent = action.payload
-                        if not settle(i, run, []):
-                            return
-                        continue
-                try:
-                    if isinstance(action, Step) and self.link is None:
-                        # Another message's failure closed the connection under this one.
-                        raise smtplib.SMTPServerDisconnected("the connection was lost")
-                    value = getattr(self, run.io)(action)
-                except (OSError, smtplib.SMTPException) as exc:
-                    if not settle(i, run, error=exc):
-                        return
-                else:
-                    if not settle(i, run, value):
-                        return
-
-        def overlap() -> bool:
-            """Put the next message on the wire behind the ones in flight; False if it cannot."""
-            if stopped or held or not upcoming or self.link is None or len(wire) >= window:
-                return False
-            if not all(f.after_data for f in wire) or sum(f.size for f in wire) >= max_bytes:
-                return False
-            started = start()
-            if started is None:
-                return True
-            i, run = started
-            action = run.action
-            if not (isinstance(action, Step) and action.payload) or self.link is None:
-                held.append((i, run))  # it must connect, wait or sleep first: once idle
-                return True
-            size = sum(len(p) for p in action.payload)
-            try:
-                self._send(action.payload)
-            except (OSError, smtplib.SMTPException) as exc:
-                self._lost(wire, held, settle, exc)
-                if settle(i, run, error=exc):
-                    held.append((i, run))
-                return True
-            if action.replies:
-                wire.append(_InFlight(i, run, size))
-                self.owed += action.replies
-                return True
-            if settle(i, run, []):
-                nxt = run.action
-                if isinstance(nxt, Step) and nxt.after_data and not nxt.payload:
-                    wire.append(_InFlight(i, run, size))
-                    self.owed += nxt.replies
-                else:
-                    held.append((i, run))
-            return True
-
+        requests = schedule(self, flows, window=window, max_bytes=max_bytes)
+        value: object = None
+        error: BaseException | None = None
         while True:
-            if wire:
-                if overlap():
-                    continue
-                head = wire.popleft()
-                i, run = head.index, head.run
-                action = run.action
-                assert isinstance(action, Step)
-                self.owed -= action.replies
-                try:
-                    replies = self._read(action.replies)
-                except (OSError, smtplib.SMTPException) as exc:
-                    self._lost(wire, held, settle, exc)
-                    if settle(i, run, error=exc):
-                        held.appendleft((i, run))
-                    continue
-                goes_on = settle(i, run, replies)
-                if self.link is None and wire:  # a 421 closed the connection under them
-                    self._lost(
-                        wire,
-                        held,
-                        settle,
-                        smtplib.SMTPServerDisconnected(
-                            "the server closed the connection (421) before these replies"
-                        ),
-                    )
-                if goes_on:
-                    if wire or held:
-                        held.append((i, run))
-                    else:
-                        solo(i, run)
-                continue
-            if held:
-                solo(*held.popleft())
-                continue
-            if not upcoming or stopped:
-                if self.unsent and self.link is not None:  # pragma: no cover - defensive
-                    self._send([])
-                return results
-            started = start()
-            if started is not None:
-                solo(*started)
+            try:
+                request = requests.send(value) if error is None else requests.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value, error = None, None
+            try:
+                if isinstance(request, Write):
+                    self._connection().send_chunks(request.payload)
+                elif isinstance(request, Read):
+                    value = self._read(request.count)
+                else:
+                    value = getattr(self, request.run.io)(request.run.action)
+            except (OSError, smtplib.SMTPException) as exc:
+                error = exc
 
-    def _lost(
-        self,
-        wire: deque[_InFlight],
-        held: deque[tuple[int, FlowRun[Any]]],
-        settle: Callable[..., bool],
-        exc: BaseException,
-    ) -> None:
-        """The connection broke: every message in flight fails with ``exc``, in order."""
-        self.unsent = []
-        while wire:
-            entry = wire.popleft()
-            run = entry.run
-            if settle(entry.index, run, error=exc):
-                held.append((entry.index, run))
-        self.owed = 0
-
-    def _pipelines(self) -> bool:
-        return "pipelining" in self.features
-
-    def _send(self, payload: list[bytes]) -> None:
-        """Write what :attr:`unsent` holds, then ``payload``, in one write."""
+    def _connection(self) -> _Connection:
         conn = self.link
         if conn is None:
             raise smtplib.SMTPServerDisconnected("not connected")
-        unsent, self.unsent = self.unsent, []
-        conn.send_chunks([*unsent, *payload] if unsent else payload)
+        return conn
 
     def _read(self, count: int) -> list[SMTPReply]:
-        conn = self.link
-        if conn is None:
-            raise smtplib.SMTPServerDisconnected("not connected")
-        if self.unsent:
-            self._send([])
+        conn = self._connection()
         replies: list[SMTPReply] = []
         for _ in range(count):
             reply = conn.next_reply()
@@ -342,15 +158,9 @@ class SyncDriver(Driver["_Connection"]):
         """Write the step's bytes and return its replies."""
         conn = self.link
         assert conn is not None  # FlowRun answers a Step without connection itself
-        if action.payload or self.unsent:
-            self._send(action.payload)
-        replies: list[SMTPReply] = []
-        for _ in range(action.replies):
-            reply = conn.next_reply()
-            replies.append(reply)
-            if reply.code == CLOSING:
-                break
-        return replies
+        if action.payload:
+            conn.send_chunks(action.payload)
+        return self._read(action.replies)
 
     def do_connect(self, action: Connect) -> None:
         """Connect, say EHLO, STARTTLS and log in as the handshake policy says.
