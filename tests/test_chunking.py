@@ -326,17 +326,31 @@ def _numbered(count: int, to: str = "n{n}@example.test") -> list[EmailMessage]:
     ]
 
 
+def _send_batch(
+    server: ChunkingServer, messages: list[EmailMessage], side: str, **options: object
+) -> amsdal_mail.SendStatus:
+    """Send ``messages`` as one batch, sync or async (on one connection unless
+    ``concurrency`` is given)."""
+    concurrency = options.pop("concurrency", 1)
+    backend = _backend(server, **options)
+    if side == "sync":
+        return backend.send_messages(messages)
+    assert isinstance(concurrency, int)
+    return asyncio.run(backend.asend_messages(messages, concurrency=concurrency))
+
+
 def _stored(server: ChunkingServer) -> Counter[str]:
     return Counter(r for m in server.messages for r in m.recipients)
 
 
-def test_a_batch_keeps_several_messages_in_flight() -> None:
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_batch_keeps_several_messages_in_flight(side: str) -> None:
     """Twenty messages on one connection to a server whose replies come 0.2 s late: the
     next messages go out before the replies to the earlier ones are read (the server gets
     several in one read), and every message is stored once and reported sent."""
     with ChunkingServer(reply_delay=0.2) as server:
         messages = _numbered(20)
-        status = _backend(server).send_messages(messages)
+        status = _send_batch(server, messages, side)
     assert status.status == {SENT}
     assert [m.status.status for m in messages] == [{SENT}] * 20  # type: ignore[union-attr]
     assert _stored(server) == Counter(f"n{n}@example.test" for n in range(20))
@@ -363,12 +377,15 @@ def test_a_retry_in_a_batch_waits_for_the_messages_written_after_it(
     assert len(rcpts) == 2  # the first try and the retry
 
 
-def test_a_hang_up_in_the_middle_of_a_batch_leaves_only_those_in_flight_unknown() -> None:
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_hang_up_in_the_middle_of_a_batch_leaves_only_those_in_flight_unknown(
+    side: str,
+) -> None:
     """The server goes away as message 4 ends: 1-3 sent; 4 and the ones written after it
     unknown (their data was out); the rest sent on a new connection; nobody twice."""
     with ChunkingServer(hang_up_at=4) as server:
         messages = _numbered(12)
-        _backend(server).send_messages(messages)
+        _send_batch(server, messages, side)
     outcome = [next(iter(m.status.recipients.values())).status for m in messages]  # type: ignore[union-attr]
     stored = _stored(server)
     assert outcome[:3] == [SENT] * 3
@@ -380,13 +397,14 @@ def test_a_hang_up_in_the_middle_of_a_batch_leaves_only_those_in_flight_unknown(
     assert outcome[-1] == SENT and server.connections == 2
 
 
-def test_a_refusal_waiting_for_its_rset_stands_when_the_connection_is_lost() -> None:
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_refusal_waiting_for_its_rset_stands_when_the_connection_is_lost(side: str) -> None:
     """Message 0's data is refused (its RSET waits for those written after it); the server
     then hangs up: message 0 stays rejected, not unknown; nobody is stored twice."""
     with ChunkingServer(hang_up_at=2) as server:
         messages = _numbered(12)  # more than the 8 in flight: the last go on a new connection
         messages[0].from_email = "bdatfail@example.test"
-        _backend(server).send_messages(messages)
+        _send_batch(server, messages, side)
     first = messages[0].status.recipients["n0@example.test"]  # type: ignore[union-attr]
     assert (first.status, first.code) == (REJECTED, 554)
     stored = _stored(server)
@@ -399,13 +417,16 @@ def test_a_refusal_waiting_for_its_rset_stands_when_the_connection_is_lost() -> 
 # -- DATA on a pipelining server: the next message follows the final dot ------------------
 
 
-def test_with_data_the_next_messages_commands_follow_the_final_dot_in_one_write() -> None:
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_with_data_the_next_messages_commands_follow_the_final_dot_in_one_write(
+    side: str,
+) -> None:
     """``chunking=False``: each message's data and the next message's MAIL, RCPT and DATA
     go out in one write (RFC 2920: the content may open a group), so the server reads
     them together and answers them in one write: one round trip per message."""
     with ChunkingServer(reply_delay=0.05) as server:
         messages = _numbered(10)
-        status = _backend(server, chunking=False).send_messages(messages)
+        status = _send_batch(server, messages, side, chunking=False)
     assert status.status == {SENT}
     assert [m.status.status for m in messages] == [{SENT}] * 10  # type: ignore[union-attr]
     assert [m.via for m in server.messages] == ["DATA"] * 10
@@ -415,13 +436,16 @@ def test_with_data_the_next_messages_commands_follow_the_final_dot_in_one_write(
     assert server.connections == 1
 
 
-def test_with_data_a_hang_up_leaves_only_the_message_whose_data_was_out_unknown() -> None:
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_with_data_a_hang_up_leaves_only_the_message_whose_data_was_out_unknown(
+    side: str,
+) -> None:
     """The server goes away as message 4's data ends: message 5's commands were on the
     wire too, but not its data, so it is sent again on a new connection and reported
     sent; only message 4 is unknown; nobody is stored twice."""
     with ChunkingServer(hang_up_at=4) as server:
         messages = _numbered(8)
-        _backend(server, chunking=False).send_messages(messages)
+        _send_batch(server, messages, side, chunking=False)
     outcome = [next(iter(m.status.recipients.values())).status for m in messages]  # type: ignore[union-attr]
     assert outcome == [SENT] * 3 + ["unknown"] + [SENT] * 4
     stored = _stored(server)
@@ -440,3 +464,16 @@ def test_with_data_and_no_pipelining_each_message_waits_for_its_reply() -> None:
     assert status.status == {SENT}
     assert not [r for r in server.reads if b"\r\n.\r\n" in r and b"MAIL FROM" in r]
     assert _stored(server) == Counter(f"n{n}@example.test" for n in range(4))
+
+
+def test_async_a_batch_over_several_connections_sends_each_message_once() -> None:
+    """``concurrency=3``: three connections take messages from the one batch, each keeping
+    several in flight; every message is stored once and reported sent."""
+    with ChunkingServer(reply_delay=0.05) as server:
+        messages = _numbered(30)
+        status = _send_batch(server, messages, "async", concurrency=3)
+    assert status.status == {SENT}
+    assert [m.status.status for m in messages] == [{SENT}] * 30  # type: ignore[union-attr]
+    assert _stored(server) == Counter(f"n{n}@example.test" for n in range(30))
+    assert server.connections == 3
+    assert max(read.count(b"MAIL FROM") for read in server.reads) > 1  # several in one read

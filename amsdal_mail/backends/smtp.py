@@ -23,6 +23,7 @@ from ..message import DSN, EmailMessage, ValidatedMessage
 from ..message.addresses import Address, parse_address
 from ..mime.dkim import signer_from_settings
 from ..smtp.aio import AsyncDriver, quit_reader
+from ..smtp.batch import Batch
 from ..smtp.flow import Action, RetryPolicy, connect_flow, send_flow
 from ..smtp.limits import RateBudget
 from ..smtp.pool import Idle, Pool, async_pool, sync_pool, sync_pools
@@ -186,19 +187,36 @@ class SMTPBackend(BaseBackend):
         round trips are shared. Without ``rate_limit`` and
         ``max_messages_per_connection`` (which pace or count messages one by one).
         """
-        s = self.settings
-        if len(batch) < 2 or s.rate_limit is not None or s.max_messages_per_connection:
+        if not self._overlaps(batch):
             super()._send_batch(batch)
             return
-        envelopes = [self._envelope(valid) for _, valid in batch]
-        parts = [split_by_sender(envelope) for envelope in envelopes]
-        flows = [self._flow(part) for message_parts in parts for part in message_parts]
+        planned = _Planned(self, batch)
         with self._lock:
             if not self._driver.is_connected():
                 self._from_pool()
-            outcomes = iter(self._driver.run_all(flows))
+            self._driver.run_batch(planned.flows)
+        self._settle(planned)
+
+    def _overlaps(self, batch: list[Checked]) -> bool:
+        """Return True when ``batch`` may keep several messages in flight on a connection.
+
+        Not with ``rate_limit`` or ``max_messages_per_connection``, which pace
+        or count messages one by one.
+        """
+        s = self.settings
+        return len(batch) > 1 and s.rate_limit is None and not s.max_messages_per_connection
+
+    def _settle(self, planned: _Planned) -> None:
+        """Give each message of a batch run the status its flows returned.
+
+        Raises the first TransportError a flow gave up with (its message
+        marked failed); the messages never started stay without status.
+        """
+        outcomes = iter(planned.flows.results)
         error: tuple[EmailMessage, ValidatedMessage, TransportError] | None = None
-        for (message, valid), envelope, message_parts in zip(batch, envelopes, parts, strict=True):
+        for (message, valid), envelope, message_parts in zip(
+            planned.batch, planned.envelopes, planned.parts, strict=True
+        ):
             results = [next(outcomes) for _ in message_parts]
             failed = next((r for r in results if isinstance(r, TransportError)), None)
             if failed is not None:
@@ -280,28 +298,58 @@ class SMTPBackend(BaseBackend):
 
         The first lane uses the connection an ``async with`` holds; the
         others, or all when none is held, use connections of their own that
-        are closed at the end of the batch.
+        are closed at the end of the batch. Each connection takes the next
+        message not started; where the server pipelines, several are in
+        flight on each (as on the sync path).
         """
-        queue = list(reversed(batch))
         shared = (
             self._adriver if self._adriver is not None and self._adriver.is_connected() else None
         )
-
-        async def lane(driver: AsyncDriver) -> None:
-            try:
-                await self._asend_lane(queue, lambda _, valid: self._adeliver_on(driver, valid))
-            finally:
-                if driver is not shared:
-                    await self._arelease(driver)
-
         drivers = [
             shared if i == 0 and shared is not None else AsyncDriver(self.settings, self.budget)
             for i in range(min(concurrency, len(batch)))
         ]
+        planned = _Planned(self, batch) if self._overlaps(batch) else None
+        if planned is not None:
+            flows = planned.flows
+
+            async def run(driver: AsyncDriver) -> None:
+                if not driver.is_connected():
+                    await self._afrom_pool(driver)
+                await driver.run_batch(flows)
+
+        else:
+            queue = list(reversed(batch))
+
+            async def run(driver: AsyncDriver) -> None:
+                await self._asend_lane(queue, lambda _, valid: self._adeliver_on(driver, valid))
+
+        async def lane(driver: AsyncDriver) -> None:
+            try:
+                await run(driver)
+            finally:
+                if driver is not shared:
+                    await self._arelease(driver)
+
         results = await asyncio.gather(*(lane(d) for d in drivers), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if planned is not None:
+            self._settle(planned)
+
+
+class _Planned:
+    """A batch made ready for :func:`~amsdal_mail.smtp.batch.schedule`: one flow per
+    transaction (a message with several envelope senders has several)."""
+
+    def __init__(self, backend: SMTPBackend, batch: list[Checked]) -> None:
+        self.batch = batch
+        self.envelopes = [backend._envelope(valid) for _, valid in batch]
+        self.parts = [split_by_sender(envelope) for envelope in self.envelopes]
+        self.flows = Batch(
+            [backend._flow(part) for message_parts in self.parts for part in message_parts]
+        )
 
 
 def _close_pools() -> None:

@@ -17,11 +17,12 @@ import smtplib
 import socket
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
 
-from ..exceptions import MissingDependencyError
+from ..exceptions import MissingDependencyError, TransportError
 from ..status import SMTPReply
+from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Batch, Read, Write, schedule
 from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep, Throttle
 from .handshake import (
@@ -107,6 +108,57 @@ class AsyncDriver(Driver["_ReplyReader"]):
             if message and self.message_done():
                 await self.quit()
             return run.result
+
+    async def run_all(
+        self,
+        flows: Sequence[Generator[Action, object, _R]],
+        *,
+        window: int = OVERLAP_WINDOW,
+        max_bytes: int = OVERLAP_BYTES,
+    ) -> list[_R | TransportError | None]:
+        """Run one flow per message, several in flight on the one connection.
+
+        Returns each flow's result, the TransportError it gave up with, or
+        None for one never started (see :func:`~.batch.schedule`).
+        """
+        batch = Batch(flows)
+        await self.run_batch(batch, window=window, max_bytes=max_bytes)
+        return batch.results
+
+    async def run_batch(
+        self, batch: Batch[Any], *, window: int = OVERLAP_WINDOW, max_bytes: int = OVERLAP_BYTES
+    ) -> None:
+        """Carry out what :func:`~.batch.schedule` asks for ``batch`` on this connection.
+
+        Several drivers may share one batch: each takes the next flow not started.
+        """
+        errors = (OSError, import_aiosmtplib().SMTPException)
+        timeout = self.settings.timeout
+        async with self.lock:
+            requests = schedule(self, batch, window=window, max_bytes=max_bytes)
+            value: object = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    request = requests.send(value) if error is None else requests.throw(error)
+                except StopIteration:
+                    return
+                value, error = None, None
+                try:
+                    if isinstance(request, Write):
+                        await self._reader().exchange(request.payload, 0, timeout, request.owes)
+                    elif isinstance(request, Read):
+                        value = await self._reader().exchange([], request.count, timeout)
+                    else:
+                        value = await getattr(self, request.run.io)(request.run.action)
+                except errors as exc:
+                    error = exc
+
+    def _reader(self) -> _ReplyReader:
+        reader = self.link
+        if reader is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        return reader
 
     async def do_sleep(self, action: Sleep) -> None:
         """Wait before a retry."""

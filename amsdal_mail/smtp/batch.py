@@ -25,14 +25,23 @@ import smtplib
 from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..exceptions import TransportError
 from .driver import Driver, FlowRun
 from .flow import Action
 from .transaction import Step
 
-__all__ = ["OVERLAP_BYTES", "OVERLAP_WINDOW", "Carry", "Read", "Request", "Write", "schedule"]
+__all__ = [
+    "OVERLAP_BYTES",
+    "OVERLAP_WINDOW",
+    "Batch",
+    "Carry",
+    "Read",
+    "Request",
+    "Write",
+    "schedule",
+]
 
 _R = TypeVar("_R")
 
@@ -86,14 +95,28 @@ def _disconnected(text: str) -> smtplib.SMTPServerDisconnected:
     return smtplib.SMTPServerDisconnected(text)
 
 
+class Batch(Generic[_R]):
+    """The flows of a batch, one per message, and what became of each.
+
+    Several :func:`schedule` runs (one per connection of an async batch)
+    may take flows from the one batch: each takes the next one not started.
+    """
+
+    def __init__(self, flows: Sequence[Generator[Action, object, _R]]) -> None:
+        #: The flows not started yet, with their index.
+        self.upcoming = deque(enumerate(flows))
+        #: Each flow's result, the TransportError it gave up with, or None (never started).
+        self.results: list[_R | TransportError | None] = [None] * len(flows)
+
+
 def schedule(
     driver: Driver[Any],
-    flows: Sequence[Generator[Action, object, _R]],
+    batch: Batch[Any],
     *,
     window: int = OVERLAP_WINDOW,
     max_bytes: int = OVERLAP_BYTES,
-) -> Generator[Request, object, list[_R | TransportError | None]]:
-    """Run one flow per message, in order, several in flight on ``driver``'s connection.
+) -> Generator[Request, object, None]:
+    """Run ``batch``'s flows in order, several in flight on ``driver``'s connection.
 
     Up to ``window`` messages or ``max_bytes`` of data are in flight.
     Replies are read in the order their commands went out. A message whose
@@ -101,13 +124,13 @@ def schedule(
     transaction) waits until the ones written after it are done. A lost
     connection fails every message in flight at once: those whose data was
     out are ``unknown``. After a flow gives up (its TransportError is its
-    result) no further message is started; those never started have None.
-    ``driver.owed`` counts the replies owed meanwhile.
+    result) this run starts no further message. ``driver.owed`` counts the
+    replies owed meanwhile.
     """
-    results: list[Any] = [None] * len(flows)
+    results: list[Any] = batch.results
     wire: deque[_InFlight] = deque()  # replies owed, in the order the bytes went out
     held: deque[tuple[int, FlowRun[Any]]] = deque()  # continuations, for an idle wire
-    upcoming = deque(enumerate(flows))
+    upcoming = batch.upcoming
     stopped = False
     # A message's data held back to go out in one write with the next message's commands.
     unsent: list[bytes] = []
@@ -258,7 +281,7 @@ def schedule(
             continue
         if not upcoming or stopped:
             assert not unsent, "a message's data was held back and never written"
-            return results
+            return
         started = start()
         if started is not None:
             yield from solo(*started)

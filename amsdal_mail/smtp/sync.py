@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ..exceptions import MailError, TransportError
 from ..status import SMTPReply
-from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Read, Write, schedule
+from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Batch, Read, Write, schedule
 from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep, Throttle
 from .handshake import (
@@ -106,18 +106,28 @@ class SyncDriver(Driver["_Connection"]):
     ) -> list[_R | TransportError | None]:
         """Run one flow per message, several in flight on the one connection.
 
-        :func:`~.batch.schedule` decides what goes out when; this carries
-        its requests out. Returns each flow's result, the TransportError it
-        gave up with, or None for one never started.
+        Returns each flow's result, the TransportError it gave up with, or
+        None for one never started (see :func:`~.batch.schedule`).
         """
-        requests = schedule(self, flows, window=window, max_bytes=max_bytes)
+        batch = Batch(flows)
+        self.run_batch(batch, window=window, max_bytes=max_bytes)
+        return batch.results
+
+    def run_batch(
+        self, batch: Batch[Any], *, window: int = OVERLAP_WINDOW, max_bytes: int = OVERLAP_BYTES
+    ) -> None:
+        """Carry out what :func:`~.batch.schedule` asks for ``batch`` on this connection.
+
+        Several drivers may share one batch: each takes the next flow not started.
+        """
+        requests = schedule(self, batch, window=window, max_bytes=max_bytes)
         value: object = None
         error: BaseException | None = None
         while True:
             try:
                 request = requests.send(value) if error is None else requests.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            except StopIteration:
+                return
             value, error = None, None
             try:
                 if isinstance(request, Write):
