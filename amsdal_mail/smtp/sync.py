@@ -304,13 +304,19 @@ class _Connection(smtplib.SMTP):
         if parser.replies:
             return parser.replies.popleft()
         timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = None if timeout is None else time.monotonic()
+        # The first read waits at most the socket's own timeout, which is ``timeout``:
+        # only a reply that takes several reads needs the socket's timeout shortened
+        # (each change of it costs system calls).
+        deadline = None
         while not parser.replies:
             try:
                 parser.feed(self._receive(deadline))
             except ReplyLimitError as exc:
                 self.close()
                 raise smtplib.SMTPResponseException(exc.code, exc.text) from None
+            if started is not None:
+                deadline = started + timeout
         return parser.replies.popleft()
 
     def _receive(self, deadline: float | None) -> bytes:
