@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from amsdal_mail import EmailMessage
+from amsdal_mail import EmailMessage, TransportError
 from amsdal_mail.config import SMTPSettings
 from amsdal_mail.smtp.batch import Batch, Carry, Read, Request, Write, schedule
 from amsdal_mail.smtp.driver import Driver
-from amsdal_mail.smtp.flow import RetryPolicy, send_flow
+from amsdal_mail.smtp.flow import Connect, RetryPolicy, Sleep, send_flow
 from amsdal_mail.smtp.transaction import Step, prepare_envelope
 from amsdal_mail.status import SENT, SMTPReply
 
@@ -24,11 +24,14 @@ from amsdal_mail.status import SENT, SMTPReply
 class _Server:
     """Replies as a pipelining server would give them, made as the bytes arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: frozenset[int] = frozenset()) -> None:
+        #: The messages (by number, from 0) whose data is refused: 554 after the dot.
+        self.refuse = refuse
         self.replies: deque[SMTPReply] = deque()
         self.in_data = False
         self.pending = b""
         self.messages = 0
+        self.data_seen = 0
 
     def receive(self, data: bytes) -> None:
         self.pending += data
@@ -37,8 +40,12 @@ class _Server:
             if self.in_data:
                 if line == b".":
                     self.in_data = False
-                    self.messages += 1
-                    self.replies.append(SMTPReply(250, "queued"))
+                    if self.data_seen in self.refuse:
+                        self.replies.append(SMTPReply(554, "refused"))
+                    else:
+                        self.messages += 1
+                        self.replies.append(SMTPReply(250, "queued"))
+                    self.data_seen += 1
                 continue
             verb = line.split(b" ", 1)[0].split(b":", 1)[0]
             if verb == b"BDAT":  # BDAT <size> LAST: the data follows
@@ -82,15 +89,26 @@ def _what(data: bytes) -> str:
     return " ".join(out)
 
 
-def _run(features: dict[str, str], count: int) -> tuple[list[str], list[Any], int]:
-    """Drive the scheduler over ``count`` messages; return the requests, results, stored."""
-    driver, server = _Driver(features), _Server()
+def _run(
+    features: dict[str, str],
+    count: int,
+    *,
+    refuse: frozenset[int] = frozenset(),
+    lose_at_rset: bool = False,
+    policy: RetryPolicy | None = None,
+) -> tuple[list[str], list[Any], int]:
+    """Drive the scheduler over ``count`` messages; return the requests, results, stored.
+
+    ``refuse``: the messages whose data the server refuses; ``lose_at_rset``: the
+    connection breaks when the first RSET is written (a new one is made on Connect).
+    """
+    driver, server = _Driver(features), _Server(refuse)
     flows = [
         send_flow(
             prepare_envelope(
                 EmailMessage(f"m{n}", "body\n", "a@example.com", [f"r{n}@x.test"]).validate()
             ),
-            RetryPolicy(),
+            policy or RetryPolicy(),
         )
         for n in range(count)
     ]
@@ -98,12 +116,28 @@ def _run(features: dict[str, str], count: int) -> tuple[list[str], list[Any], in
     requests = schedule(driver, batch)
     log: list[str] = []
     value: object = None
+    error: OSError | None = None
     while True:
         try:
-            request: Request = requests.send(value)
+            request: Request = requests.send(value) if error is None else requests.throw(error)
         except StopIteration:
             break
-        value = None
+        value, error = None, None
+        if isinstance(request, Carry) and isinstance(request.run.action, Sleep):
+            log.append("sleep")
+            continue
+        if isinstance(request, Carry) and isinstance(request.run.action, Connect):
+            driver.connected("new", features)
+            server.replies.clear()  # a new session: nothing pending from the old one
+            server.in_data, server.pending = False, b""
+            log.append("connect")
+            continue
+        if isinstance(request, Carry) and isinstance(request.run.action, Step):
+            if lose_at_rset and request.run.action.payload == [b"RSET\r\n"]:
+                lose_at_rset = False
+                log.append("lost at RSET")
+                error = OSError("connection lost")
+                continue
         if isinstance(request, Write):
             server.receive(b"".join(request.payload))
             log.append(f"write {_what(b''.join(request.payload))} (owes {request.owes})")
@@ -113,7 +147,7 @@ def _run(features: dict[str, str], count: int) -> tuple[list[str], list[Any], in
         else:
             assert isinstance(request, Carry)
             action = request.run.action
-            assert isinstance(action, Step), action  # the connection is there: no Connect
+            assert isinstance(action, Step), action
             if action.payload:
                 server.receive(b"".join(action.payload))
             value = server.answer(action.replies)
@@ -161,3 +195,28 @@ def test_with_chunking_up_to_the_window_is_in_flight_and_every_reply_read_was_ow
     assert owed == read == 12 * 3
     assert [r.status for r in results] == [{SENT}] * 12
     assert stored == 12
+
+
+def test_a_message_whose_data_waits_behind_a_lost_rset_is_not_taken_as_written() -> None:
+    """Message 0's data is refused; its RSET waits while message 1's commands are
+    answered, then the connection breaks as the RSET goes out. Message 1's data never
+    left: it fails as not sent (``failed``; with a retry it is sent on a new
+    connection), never ``unknown``; message 0 keeps its refusal."""
+    log, results, stored = _run({"pipelining": ""}, 3, refuse=frozenset({0}), lose_at_rset=True)
+    assert log[-1] == "lost at RSET"
+    first = next(iter(results[0].recipients.values()))
+    assert (first.status, first.code) == ("rejected", 554)
+    assert isinstance(results[1], TransportError) and results[2] is None  # the batch stops
+    assert stored == 0
+
+    retried = RetryPolicy(max_retries=1, backoff=0)
+    log, results, stored = _run(
+        {"pipelining": ""}, 3, refuse=frozenset({0}), lose_at_rset=True, policy=retried
+    )
+    assert log.index("connect") > log.index("lost at RSET")
+    assert [next(iter(r.recipients.values())).status for r in results] == [
+        "rejected",
+        SENT,
+        SENT,
+    ]
+    assert stored == 2

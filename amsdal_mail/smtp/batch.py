@@ -192,9 +192,15 @@ def schedule(
                     wire.append(_InFlight(i, run, 0))
                     driver.owed += action.replies
                     return
-                if action.payload and not action.replies and "pipelining" in driver.features:
+                if (
+                    action.payload
+                    and not action.replies
+                    and driver.link is not None
+                    and "pipelining" in driver.features
+                ):
                     # A message's data, answered in the next step: held back for the
-                    # next message's commands.
+                    # next message's commands (never on a lost connection: there it
+                    # must fail unsent, to be retried, not be taken as written).
                     unsent, unsent_owes = action.payload, action.owes
                     if not settle(i, run, []):
                         return
