@@ -193,13 +193,8 @@ def postfix_to_recorder() -> Iterator[tuple[PostfixRelay, ChunkingServer]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
-    postfix_to_recorder: tuple[PostfixRelay, ChunkingServer],
-    monkeypatch: pytest.MonkeyPatch,
-    mode: str,
-) -> None:
-    relay, next_hop = postfix_to_recorder
+def _record_sync_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Return the list each write of the sync driver is appended to, joined."""
     sent: list[bytes] = []
     original = sync._Connection.send_chunks
 
@@ -208,6 +203,17 @@ async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
         original(self, chunks)
 
     monkeypatch.setattr(sync._Connection, "send_chunks", send_chunks)
+    return sent
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
+    postfix_to_recorder: tuple[PostfixRelay, ChunkingServer],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    relay, next_hop = postfix_to_recorder
+    sent = _record_sync_writes(monkeypatch)
     reader_exchange = aio._ReplyReader.exchange
 
     async def exchange(
@@ -249,14 +255,7 @@ def test_real_postfix_takes_a_data_batch_with_each_dot_followed_by_the_next_mail
     message's data (it does not call that unauthorised pipelining), answers each in
     turn, and passes every message on once."""
     relay, next_hop = postfix_to_recorder
-    sent: list[bytes] = []
-    original = sync._Connection.send_chunks
-
-    def send_chunks(self: sync._Connection, chunks: list[bytes]) -> None:
-        sent.append(b"".join(chunks))
-        original(self, chunks)
-
-    monkeypatch.setattr(sync._Connection, "send_chunks", send_chunks)
+    sent = _record_sync_writes(monkeypatch)
     backend = amsdal_mail.get_connection("smtp", host=relay.host, port=relay.port, chunking=False)
     messages = _numbered(6)
     status = backend.send_messages(messages)

@@ -17,10 +17,10 @@ import smtplib
 import socket
 import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from typing import Any, TypeVar
 
-from ..exceptions import MissingDependencyError, TransportError
+from ..exceptions import MissingDependencyError
 from ..status import SMTPReply
 from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Batch, Read, Write, schedule
 from .driver import CLOSING, Driver, FlowRun, local_hostname
@@ -108,22 +108,6 @@ class AsyncDriver(Driver["_ReplyReader"]):
             if message and self.message_done():
                 await self.quit()
             return run.result
-
-    async def run_all(
-        self,
-        flows: Sequence[Generator[Action, object, _R]],
-        *,
-        window: int = OVERLAP_WINDOW,
-        max_bytes: int = OVERLAP_BYTES,
-    ) -> list[_R | TransportError | None]:
-        """Run one flow per message, several in flight on the one connection.
-
-        Returns each flow's result, the TransportError it gave up with, or
-        None for one never started (see :func:`~.batch.schedule`).
-        """
-        batch = Batch(flows)
-        await self.run_batch(batch, window=window, max_bytes=max_bytes)
-        return batch.results
 
     async def run_batch(
         self, batch: Batch[Any], *, window: int = OVERLAP_WINDOW, max_bytes: int = OVERLAP_BYTES

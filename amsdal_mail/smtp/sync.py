@@ -15,10 +15,10 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from typing import Any, TypeVar
 
-from ..exceptions import MailError, TransportError
+from ..exceptions import MailError
 from ..status import SMTPReply
 from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Batch, Read, Write, schedule
 from .driver import CLOSING, Driver, FlowRun, local_hostname
@@ -96,22 +96,6 @@ class SyncDriver(Driver["_Connection"]):
         if message and self.message_done():
             self.quit()
         return run.result
-
-    def run_all(
-        self,
-        flows: Sequence[Generator[Action, object, _R]],
-        *,
-        window: int = OVERLAP_WINDOW,
-        max_bytes: int = OVERLAP_BYTES,
-    ) -> list[_R | TransportError | None]:
-        """Run one flow per message, several in flight on the one connection.
-
-        Returns each flow's result, the TransportError it gave up with, or
-        None for one never started (see :func:`~.batch.schedule`).
-        """
-        batch = Batch(flows)
-        self.run_batch(batch, window=window, max_bytes=max_bytes)
-        return batch.results
 
     def run_batch(
         self, batch: Batch[Any], *, window: int = OVERLAP_WINDOW, max_bytes: int = OVERLAP_BYTES
