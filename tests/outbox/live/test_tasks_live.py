@@ -111,6 +111,8 @@ def test_a_later_due_time_is_deferred_and_an_early_task_sends_nothing(
     (posted,) = live.records("post_send")
     assert posted["time"] >= due.timestamp() and len(server.messages) == 1
     returned = DBTaskResult.objects.filter(status="SUCCESSFUL").order_by("finished_at")
+    # The row is done inside the second task; its result is recorded after it returns.
+    wait_for("both tasks recorded as finished", lambda: returned.count() >= 2)
     assert list(returned.values_list("return_value", flat=True))[:2] == [None, "done"]
 
 
