@@ -17,6 +17,8 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 
+from amsdal_mail.smtp.transaction import dot_stuff
+
 __all__ = ["RawMessage", "prepare", "run_raw"]
 
 #: (MAIL + RCPT... + DATA commands, the number of their replies, dot-stuffed data + ".")
@@ -28,12 +30,7 @@ def prepare(sender: str, recipients: Sequence[str], data: bytes) -> RawMessage:
     commands = [f"MAIL FROM:<{sender}>\r\n".encode()]
     commands += [f"RCPT TO:<{r}>\r\n".encode() for r in recipients]
     commands.append(b"DATA\r\n")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    stuffed = data.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    return b"".join(commands), len(commands), stuffed + b".\r\n"
+    return b"".join(commands), len(commands), b"".join(dot_stuff([data]))
 
 
 class _Lane(asyncio.Protocol):
@@ -87,14 +84,14 @@ class _Lane(asyncio.Protocol):
             self.current = self.queue.popleft()
             parts.append(self.current[0])
             owed += self.current[1]
-        elif self.stage == "quit":
+            self.stage = "send"
+        elif self.stage == "quit":  # the 221 came
             self._finish(None)
             return
         else:
             parts.append(b"QUIT\r\n")
             owed += 1
             self.stage = "quit"
-        self.stage = "quit" if self.stage == "quit" else "send"
         self.owed = owed
         transport.write(b"".join(parts))
 

@@ -91,10 +91,6 @@ class _InFlight:
         return isinstance(action, Step) and action.after_data
 
 
-def _disconnected(text: str) -> smtplib.SMTPServerDisconnected:
-    return smtplib.SMTPServerDisconnected(text)
-
-
 class Batch(Generic[_R]):
     """The flows of a batch, one per message, and what became of each.
 
@@ -209,7 +205,7 @@ def schedule(
                 if isinstance(action, Step):
                     if driver.link is None:
                         # Another message's failure closed the connection under this one.
-                        raise _disconnected("the connection was lost")
+                        raise smtplib.SMTPServerDisconnected("the connection was lost")
                     if unsent:
                         yield from write([], 0)
                 value = yield Carry(run)
@@ -275,7 +271,11 @@ def schedule(
                 continue
             goes_on = settle(i, run, replies)
             if driver.link is None and wire:  # a 421 closed the connection under them
-                lost(_disconnected("the server closed the connection (421) before these replies"))
+                lost(
+                    smtplib.SMTPServerDisconnected(
+                        "the server closed the connection (421) before these replies"
+                    )
+                )
             if goes_on:
                 if wire or held:
                     held.append((i, run))
