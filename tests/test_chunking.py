@@ -214,15 +214,13 @@ async def test_real_postfix_takes_bdat_and_passes_the_message_on_byte_for_byte(
 ) -> None:
     relay, next_hop = postfix_to_recorder
     sent = _record_sync_writes(monkeypatch)
-    reader_exchange = aio._ReplyReader.exchange
+    reader_send = aio._ReplyReader.send
 
-    async def exchange(
-        self: Any, payload: list[bytes], replies: int, timeout: Any, owes: int = 0
-    ) -> Any:
-        sent.append(b"".join(payload))
-        return await reader_exchange(self, payload, replies, timeout, owes)
+    def send(self: aio._ReplyReader, data: bytes) -> None:  # every write of the async driver
+        sent.append(data)
+        reader_send(self, data)
 
-    monkeypatch.setattr(aio._ReplyReader, "exchange", exchange)
+    monkeypatch.setattr(aio._ReplyReader, "send", send)
     backend = amsdal_mail.get_connection("smtp", host=relay.host, port=relay.port)
     args = ("chunks", BODY, SENDER, ["rcpt@example.test"])
     if mode == "sync":

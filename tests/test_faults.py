@@ -10,6 +10,7 @@ without a word.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -577,6 +578,49 @@ async def test_timeout_bounds_every_reply_before_the_data(
     assert "timed out" in str(excinfo.value)
     assert words(message) == {"failed"}
     assert server.attempts == []
+
+
+async def test_timeout_in_the_middle_of_a_batch_is_unknown_and_the_rest_go_on(
+    sender: Sender, faulty_server: StartServer
+) -> None:
+    """A reply that never comes mid-batch (the next message's commands already out behind
+    that message's data) ends as ``unknown`` within the timeout; the next message, written
+    but unanswered, is sent again on a new connection, once."""
+    server = faulty_server(hold_after_data={2})
+    messages = numbered(4)
+
+    started = time.monotonic()
+    await sender.send(backend_for(server, timeout=1, max_retries=2), messages)
+    timed_out_within(started, 1)
+
+    assert [words(m) for m in messages] == [{"sent"}, {"unknown"}, {"sent"}, {"sent"}]
+    assert assert_agreement(server, messages) == {"sent": 3, "unknown": 1}
+    unknown = messages[1].status
+    assert unknown is not None
+    assert "timed out" in (unknown.recipients["rcpt@example.com"].response or "")
+    assert data_attempts(server, "1") == 1
+
+
+async def test_cancelled_async_batch_waiting_for_a_reply_aborts_its_connection(
+    faulty_server: StartServer,
+) -> None:
+    """Cancelling a batch that waits for a reply ends its connection at once: what is owed
+    on it is unknown, so it is never used again (the server sees the client go away)."""
+    server = faulty_server(hold_after_data={1})
+    backend = backend_for(server, timeout=30)
+    task = asyncio.create_task(backend.asend_messages(numbered(3)))
+    deadline = time.monotonic() + 10
+    while not server.attempts and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert server.attempts, "the first message's data never reached the server"
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    while "went away" not in server.sessions[0].ended and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert "went away" in server.sessions[0].ended, server.sessions[0]
+    assert len(server.messages) == 1  # the held one; nothing after it was sent
 
 
 async def test_timeout_after_the_data_reports_unknown_in_time(

@@ -17,7 +17,7 @@ import smtplib
 import socket
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from ..exceptions import MissingDependencyError
@@ -114,29 +114,36 @@ class AsyncDriver(Driver["_ReplyReader"]):
     ) -> None:
         """Carry out what :func:`~.batch.schedule` asks for ``batch`` on this connection.
 
-        Several drivers may share one batch: each takes the next flow not started.
+        Several drivers may share one batch: each takes the next flow not
+        started. Writes that need no wait and reads whose replies are here
+        are carried out at once, and a read that must wait goes on in the
+        connection's callbacks as the replies arrive (:class:`_Pump`): the
+        task wakes only for what needs it (a connect, a large write, a wait
+        of a flow's own, the end of the batch).
         """
-        errors = (OSError, import_aiosmtplib().SMTPException)
-        timeout = self.settings.timeout
         async with self.lock:
-            requests = schedule(self, batch, window=window, max_bytes=max_bytes)
-            value: object = None
-            error: BaseException | None = None
-            while True:
-                try:
-                    request = requests.send(value) if error is None else requests.throw(error)
-                except StopIteration:
-                    return
-                value, error = None, None
+            pump = _Pump(self, schedule(self, batch, window=window, max_bytes=max_bytes))
+            request = pump.advance(None, None)
+            while request is not None:
+                if request is _PARKED:
+                    request = await pump.parked()
+                    continue
+                value: object = None
+                error: BaseException | None = None
                 try:
                     if isinstance(request, Write):
-                        await self._reader().exchange(request.payload, 0, timeout, request.owes)
-                    elif isinstance(request, Read):
-                        value = await self._reader().exchange([], request.count, timeout)
+                        await self._reader().exchange(
+                            request.payload, 0, self.settings.timeout, request.owes
+                        )
+                    elif isinstance(request, Read):  # pragma: no cover - the pump parks reads
+                        value = await self._reader().exchange(
+                            [], request.count, self.settings.timeout
+                        )
                     else:
                         value = await getattr(self, request.run.io)(request.run.action)
-                except errors as exc:
+                except pump.errors as exc:
                     error = exc
+                request = pump.advance(value, error)
 
     def _reader(self) -> _ReplyReader:
         reader = self.link
@@ -281,7 +288,17 @@ class _ReplyReader(asyncio.Protocol):
         self._cause: BaseException | None = None
         self._waiter: asyncio.Future[bool] | None = None
         self._paused = False
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A batch waiting in callbacks (park()): the replies it waits for, what to call
+        # once they are here (or the connection failed), and since when it waits.
+        self._want = 0
+        self._on_replies: Callable[[], None] | None = None
+        self._since = 0.0
+        self._timeout: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        #: The timeout a parked wait ran out of (the caller raises TimeoutError), or None.
+        self.expired: float | None = None
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -303,7 +320,10 @@ class _ReplyReader(asyncio.Protocol):
                 self._fail(f"Connection closing: {reply}", None)
             else:
                 logger.debug("ignoring an unsolicited reply: %s", reply)
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+        self._call_back()
 
     def eof_received(self) -> bool:
         """Note the server's end of the connection; close the transport."""
@@ -315,6 +335,9 @@ class _ReplyReader(asyncio.Protocol):
         self._fail("Connection unexpectedly closed", exc)
         self._paused = False
         self._wake()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -338,6 +361,16 @@ class _ReplyReader(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
+        if self._on_replies is not None:
+            # Never inside whoever failed the connection: from the event loop.
+            self._loop.call_soon(self._call_back)
+
+    def _call_back(self) -> None:
+        """Call the callback of :meth:`park` if what it waits for is here."""
+        callback = self._on_replies
+        if callback is not None and (self._error is not None or self.complete(self._want)):
+            self._on_replies = None
+            callback()
 
     def _raise_error(self) -> None:
         """Raise what made the connection unusable, as the sync driver would raise it."""
@@ -400,11 +433,9 @@ class _ReplyReader(asyncio.Protocol):
     async def _exchange(
         self, payload: list[bytes], replies: int, timeout: float | None, owes: int
     ) -> list[SMTPReply]:
-        prepaid = min(replies, self._prepaid)
-        self._prepaid += owes - prepaid
-        self._expected += replies - prepaid + owes
+        self.owe(replies, owes)
         for data in plan_writes(payload):
-            self.transport.write(data)
+            self.send(data)
             # Only after a large write can the buffer be full: let it drain first.
             while len(data) >= COALESCE and self._paused and self.is_open:
                 await self._wait(timeout, "room to write")
@@ -423,6 +454,86 @@ class _ReplyReader(asyncio.Protocol):
                 await self._wait(timeout, "complete reply")
         return out
 
+    # --- for a batch carried out in callbacks (_Pump) -------------------------------
+    #
+    # The same steps as exchange(), without a coroutine: owe() what a write calls
+    # for, write_now() a small payload, take() replies that are all here, or
+    # park() until they are. Each raises as exchange() would, leaving the caller to
+    # abort().
+
+    def owe(self, replies: int, owes: int) -> None:
+        """Count the replies owed: ``replies`` read now, ``owes`` by a later read."""
+        prepaid = min(replies, self._prepaid)
+        self._prepaid += owes - prepaid
+        self._expected += replies - prepaid + owes
+
+    def send(self, data: bytes) -> None:
+        """Put ``data`` on the wire: every write of this connection goes through here."""
+        self.transport.write(data)
+
+    def write_now(self, payload: list[bytes], owes: int) -> bool:
+        """Write a payload that needs no wait for room; False (nothing done) for a large one."""
+        if sum(len(c) for c in payload) >= COALESCE:
+            return False
+        if not self.is_open:
+            self._raise_error()
+        self.owe(0, owes)
+        for data in plan_writes(payload):
+            self.send(data)
+        if not self.is_open:
+            self._raise_error()
+        return True
+
+    def complete(self, count: int) -> bool:
+        """Return True when the next ``count`` replies are here (or a 421 ends them)."""
+        replies = self._replies
+        return len(replies) >= count or any(r.code == CLOSING for r in replies)
+
+    def take(self, count: int) -> list[SMTPReply]:
+        """Return the next ``count`` replies, which :meth:`complete` says are here."""
+        if not self.is_open:
+            self._raise_error()
+        replies = self._replies
+        out: list[SMTPReply] = []
+        while len(out) < count and replies:
+            reply = replies.popleft()
+            out.append(reply)
+            if reply.code == CLOSING:
+                return out
+        if len(out) < count:
+            self._raise_error()
+        return out
+
+    def park(self, count: int, timeout: float | None, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``count`` replies are here, the connection failed, or
+        ``timeout`` seconds passed without them (:attr:`expired` says so then)."""
+        self._want, self._on_replies, self._timeout = count, callback, timeout
+        if timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._since = loop.time()
+        if self._watchdog is None:
+            # One timer for many waits: when it fires it looks at the wait under way.
+            self._watchdog = loop.call_at(self._since + timeout, self._watch)
+
+    def unpark(self) -> None:
+        """Forget the callback of :meth:`park` (the batch was interrupted)."""
+        self._on_replies = None
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        callback, timeout = self._on_replies, self._timeout
+        if callback is None or timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._since + timeout
+        if loop.time() < due:
+            self._watchdog = loop.call_at(due, self._watch)
+            return
+        self._on_replies = None
+        self.expired = timeout
+        callback()
+
     def abort(self) -> None:
         """Close the connection at once."""
         self._fail("Connection closed", None)
@@ -436,6 +547,106 @@ class _ReplyReader(asyncio.Protocol):
                 await asyncio.shield(self.closed)
         except TimeoutError:
             self.transport.abort()
+
+
+#: What :meth:`_Pump.advance` returns while the batch waits for replies in callbacks.
+_PARKED: Any = object()
+
+
+class _Pump:
+    """Carries out :func:`~.batch.schedule`'s requests without a task switch where it can.
+
+    :meth:`advance` answers the scheduler until a request needs the task
+    (it returns that request), the batch waits for replies (it returns
+    :data:`_PARKED`: the reader calls back as they arrive and the
+    scheduler goes on from there) or the batch is over (None). Each I/O
+    error is thrown into the scheduler as the coroutine path would throw
+    it, with the connection aborted as :meth:`_ReplyReader.exchange` does.
+    """
+
+    def __init__(self, driver: AsyncDriver, requests: Generator[Any, object, None]) -> None:
+        self.driver = driver
+        self.requests = requests
+        self.errors = (OSError, import_aiosmtplib().SMTPException)
+        self._count = 0  # the replies a parked read waits for
+        self._future: asyncio.Future[Any] | None = None
+
+    def advance(self, value: object, error: BaseException | None) -> Any:
+        """Answer the scheduler with ``value`` (or throw ``error``) and go on."""
+        requests, driver, errors = self.requests, self.driver, self.errors
+        while True:
+            try:
+                request = requests.send(value) if error is None else requests.throw(error)
+            except StopIteration:
+                return None
+            value, error = None, None
+            if isinstance(request, Write):
+                reader = driver.link
+                if reader is None:
+                    return request
+                try:
+                    if not reader.write_now(request.payload, request.owes):
+                        return request  # a large write: the task waits for room
+                except errors as exc:
+                    reader.abort()
+                    error = exc
+            elif isinstance(request, Read):
+                reader = driver.link
+                try:
+                    if reader is None:
+                        raise smtplib.SMTPServerDisconnected("not connected")
+                    reader.owe(request.count, 0)
+                    if not reader.complete(request.count) and reader.is_open:
+                        self._count = request.count
+                        reader.park(request.count, driver.settings.timeout, self._woken)
+                        return _PARKED
+                    value = reader.take(request.count)
+                except errors as exc:
+                    if reader is not None:
+                        reader.abort()
+                    error = exc
+            else:
+                return request
+
+    async def parked(self) -> Any:
+        """Wait while the batch goes on in callbacks; return what the task must do next."""
+        future = self._future = asyncio.get_running_loop().create_future()
+        try:
+            return await future
+        except BaseException:
+            # Interrupted (cancelled): what is owed is unknown, so the connection is done.
+            reader = self.driver.link
+            if reader is not None:
+                reader.unpark()
+                reader.abort()
+            raise
+        finally:
+            self._future = None
+
+    def _woken(self) -> None:
+        """The replies a parked read waits for are here (or the connection failed)."""
+        reader = self.driver.link
+        value: object = None
+        error: BaseException | None = None
+        try:
+            if reader is None:
+                raise smtplib.SMTPServerDisconnected("not connected")
+            if reader.expired is not None:
+                raise TimeoutError(f"no complete reply within {reader.expired}s")
+            value = reader.take(self._count)
+        except self.errors as exc:
+            if reader is not None:
+                reader.abort()
+            error = exc
+        future = self._future
+        try:
+            request = self.advance(value, error)
+        except BaseException as exc:  # noqa: BLE001 - raised in the task, not in a callback
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if request is not _PARKED and future is not None and not future.done():
+            future.set_result(request)
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:
