@@ -76,19 +76,47 @@ class Carry:
 Request = Write | Read | Carry
 
 
-@dataclass(slots=True)
-class _InFlight:
-    """A message on the wire whose replies are owed: its flow, the bytes it wrote."""
+class _Wire:
+    """The messages on the wire whose replies are owed, in the order their bytes went out.
 
-    index: int
-    run: FlowRun[Any]
-    size: int
+    It keeps what :func:`schedule` asks of it on every turn at hand: how many
+    of them wait for a reply other than the one to their data (while one
+    does, no further message may follow), the bytes they wrote, and
+    ``driver.owed``.
+    """
 
-    @property
-    def after_data(self) -> bool:
-        """The replies owed are those to its data: the next message may follow."""
-        action = self.run.action
-        return isinstance(action, Step) and action.after_data
+    __slots__ = ("_driver", "_entries", "blocking", "size")
+
+    def __init__(self, driver: Driver[Any]) -> None:
+        self._driver = driver
+        #: (index, flow run, bytes written, waits for the reply to its data)
+        self._entries: deque[tuple[int, FlowRun[Any], int, bool]] = deque()
+        #: Entries whose replies owed are not those to their data.
+        self.blocking = 0
+        #: Bytes the entries wrote.
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def push(self, index: int, run: FlowRun[Any], size: int) -> None:
+        """Put ``run`` behind the others: its current step's replies are owed."""
+        action = run.action
+        assert isinstance(action, Step)
+        self._entries.append((index, run, size, action.after_data))
+        self._driver.owed += action.replies
+        self.blocking += not action.after_data
+        self.size += size
+
+    def pop(self) -> tuple[int, FlowRun[Any]]:
+        """Take the oldest entry: its replies are read next."""
+        index, run, size, after_data = self._entries.popleft()
+        action = run.action
+        assert isinstance(action, Step)
+        self._driver.owed -= action.replies
+        self.blocking -= not after_data
+        self.size -= size
+        return index, run
 
 
 class Batch(Generic[_R]):
@@ -124,7 +152,7 @@ def schedule(
     replies owed meanwhile.
     """
     results: list[Any] = batch.results
-    wire: deque[_InFlight] = deque()  # replies owed, in the order the bytes went out
+    wire = _Wire(driver)  # replies owed, in the order the bytes went out
     held: deque[tuple[int, FlowRun[Any]]] = deque()  # continuations, for an idle wire
     upcoming = batch.upcoming
     stopped = False
@@ -165,9 +193,9 @@ def schedule(
         nonlocal unsent, unsent_owes
         unsent, unsent_owes = [], 0
         while wire:
-            entry = wire.popleft()
-            if settle(entry.index, entry.run, error=exc):
-                held.append((entry.index, entry.run))
+            i, run = wire.pop()
+            if settle(i, run, error=exc):
+                held.append((i, run))
         driver.owed = 0
 
     def write(payload: list[bytes], owes: int) -> Generator[Request, object, None]:
@@ -185,8 +213,7 @@ def schedule(
             action = run.action
             if isinstance(action, Step) and upcoming and not stopped:
                 if action.after_data:
-                    wire.append(_InFlight(i, run, 0))
-                    driver.owed += action.replies
+                    wire.push(i, run, 0)
                     return
                 if (
                     action.payload
@@ -218,9 +245,9 @@ def schedule(
 
     def overlap() -> Generator[Request, object, bool]:
         """Put the next message on the wire behind the ones in flight; False if it cannot."""
-        if stopped or held or not upcoming or driver.link is None or len(wire) >= window:
+        if wire.blocking or stopped or held or not upcoming or driver.link is None:
             return False
-        if not all(f.after_data for f in wire) or sum(f.size for f in wire) >= max_bytes:
+        if len(wire) >= window or wire.size >= max_bytes:
             return False
         started = start()
         if started is None:
@@ -239,14 +266,12 @@ def schedule(
                 held.append((i, run))
             return True
         if action.replies:
-            wire.append(_InFlight(i, run, size))
-            driver.owed += action.replies
+            wire.push(i, run, size)
             return True
         if settle(i, run, []):
             nxt = run.action
             if isinstance(nxt, Step) and nxt.after_data and not nxt.payload:
-                wire.append(_InFlight(i, run, size))
-                driver.owed += nxt.replies
+                wire.push(i, run, size)
             else:
                 held.append((i, run))
         return True
@@ -255,11 +280,9 @@ def schedule(
         if wire:
             if (yield from overlap()):
                 continue
-            head = wire.popleft()
-            i, run = head.index, head.run
+            i, run = wire.pop()
             action = run.action
             assert isinstance(action, Step)
-            driver.owed -= action.replies
             try:
                 if unsent:
                     yield from write([], 0)
