@@ -473,12 +473,14 @@ class _ReplyReader(asyncio.Protocol):
 
     def write_now(self, payload: list[bytes], owes: int) -> bool:
         """Write a payload that needs no wait for room; False (nothing done) for a large one."""
-        if sum(len(c) for c in payload) >= COALESCE:
+        if sum(map(len, payload)) >= COALESCE:
             return False
         if not self.is_open:
             self._raise_error()
         self.owe(0, owes)
-        for data in plan_writes(payload):
+        # What plan_writes() makes of chunks this small: one write of them all.
+        data = payload[0] if len(payload) == 1 else b"".join(payload)
+        if data:
             self.send(data)
         if not self.is_open:
             self._raise_error()
@@ -510,11 +512,10 @@ class _ReplyReader(asyncio.Protocol):
         self._want, self._on_replies, self._timeout = count, callback, timeout
         if timeout is None:
             return
-        loop = asyncio.get_running_loop()
-        self._since = loop.time()
+        self._since = self._loop.time()
         if self._watchdog is None:
             # One timer for many waits: when it fires it looks at the wait under way.
-            self._watchdog = loop.call_at(self._since + timeout, self._watch)
+            self._watchdog = self._loop.call_at(self._since + timeout, self._watch)
 
     def unpark(self) -> None:
         """Forget the callback of :meth:`park` (the batch was interrupted)."""
@@ -525,10 +526,9 @@ class _ReplyReader(asyncio.Protocol):
         callback, timeout = self._on_replies, self._timeout
         if callback is None or timeout is None:
             return
-        loop = asyncio.get_running_loop()
         due = self._since + timeout
-        if loop.time() < due:
-            self._watchdog = loop.call_at(due, self._watch)
+        if self._loop.time() < due:
+            self._watchdog = self._loop.call_at(due, self._watch)
             return
         self._on_replies = None
         self.expired = timeout

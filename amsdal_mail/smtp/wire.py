@@ -65,28 +65,35 @@ class ReplyParser:
         Raises :class:`ReplyLimitError` when a limit is exceeded.
         """
         buffer = self._buffer
-        buffer += data
-        end = buffer.rfind(b"\n") + 1
-        if end:
+        if not buffer and data.endswith(b"\n"):
+            # The usual case: whole lines, nothing held back. No copy into the buffer.
+            lines = data.split(b"\n")
+        else:
+            buffer += data
+            end = buffer.rfind(b"\n") + 1
             # Split once per segment, not once per line: replies often come in bulk.
-            lines = bytes(buffer[:end]).split(b"\n")
+            lines = bytes(buffer[:end]).split(b"\n") if end else [b""]
             del buffer[:end]
-            lines.pop()  # the empty text after the last line break
-            for line in lines:
-                if len(line) >= MAX_LINE:  # over MAX_LINE with its line break
-                    raise ReplyLimitError("Line too long.")
-                self._lines.append(line[4:].strip(b" \t\r\n"))
-                self._size += len(line) + 1
-                try:
-                    code = int(line[:3])
-                except ValueError:
-                    code = -1  # not a reply line: it ends the reply, as in smtplib
-                else:
-                    if line[3:4] == b"-":
-                        continue  # a multi-line reply goes on
-                text = b"\n".join(self._lines).decode("utf-8", "replace")
-                self.replies.append(SMTPReply(code, text))
+        lines.pop()  # the empty text after the last line break
+        replies = self.replies
+        for line in lines:
+            if len(line) >= MAX_LINE:  # over MAX_LINE with its line break
+                raise ReplyLimitError("Line too long.")
+            text = line[4:].strip(b" \t\r\n")
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1  # not a reply line: it ends the reply, as in smtplib
+            else:
+                if line[3:4] == b"-":
+                    self._lines.append(text)  # a multi-line reply goes on
+                    self._size += len(line) + 1
+                    continue
+            if self._lines:
+                self._lines.append(text)
+                text = b"\n".join(self._lines)
                 self._lines, self._size = [], 0
+            replies.append(SMTPReply(code, text.decode("utf-8", "replace")))
         if len(buffer) >= MAX_LINE:
             raise ReplyLimitError("Line too long.")
         if len(buffer) + self._size > MAX_REPLY:
