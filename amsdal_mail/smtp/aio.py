@@ -288,6 +288,7 @@ class _ReplyReader(asyncio.Protocol):
         self._cause: BaseException | None = None
         self._waiter: asyncio.Future[bool] | None = None
         self._paused = False
+        self._deferred: list[bytes] = []
         # A batch waiting in callbacks (park()): the replies it waits for, what to call
         # once they are here (or the connection failed), and since when it waits.
         self._want = 0
@@ -469,10 +470,23 @@ class _ReplyReader(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         """Put ``data`` on the wire: every write of this connection goes through here."""
+        if self._deferred:
+            self._flush()
         self.transport.write(data)
 
+    def _flush(self) -> None:
+        """Write what :meth:`write_now` deferred (nothing on a connection that is closing)."""
+        deferred, self._deferred = self._deferred, []
+        if not self.transport.is_closing():
+            for data in deferred:
+                self.send(data)
+
     def write_now(self, payload: list[bytes], owes: int) -> bool:
-        """Write a payload that needs no wait for room; False (nothing done) for a large one."""
+        """Write a payload that needs no wait for room; False (nothing done) for a large one.
+
+        The write goes out at the end of this turn of the event loop (or before
+        any later write of this connection, or its close).
+        """
         if sum(map(len, payload)) >= COALESCE:
             return False
         if not self.is_open:
@@ -481,9 +495,13 @@ class _ReplyReader(asyncio.Protocol):
         # What plan_writes() makes of chunks this small: one write of them all.
         data = payload[0] if len(payload) == 1 else b"".join(payload)
         if data:
-            self.send(data)
-        if not self.is_open:
-            self._raise_error()
+            # Written once the loop has seen to every connection with replies in: the
+            # writes of several connections then go out back to back, and a server
+            # process that sleeps between them is woken once for all (on a 2-core
+            # machine that wake-up is a tenth of a sender's CPU).
+            if not self._deferred:
+                self._loop.call_soon(self._flush)
+            self._deferred.append(data)
         return True
 
     def complete(self, count: int) -> bool:
@@ -541,6 +559,7 @@ class _ReplyReader(asyncio.Protocol):
 
     async def close(self, timeout: float) -> None:
         """Close the connection, waiting up to ``timeout`` seconds for it to end."""
+        self._flush()
         self.transport.close()
         try:
             async with asyncio.timeout(timeout):
