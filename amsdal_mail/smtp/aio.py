@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..exceptions import MissingDependencyError
 from ..status import SMTPReply
-from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Batch, Read, Write, schedule
+from .batch import OVERLAP_BYTES, OVERLAP_WINDOW, Batch, Carry, Read, Write, schedule
 from .driver import CLOSING, Driver, FlowRun, local_hostname
 from .flow import Action, Connect, Sleep, Throttle
 from .handshake import (
@@ -131,15 +131,12 @@ class AsyncDriver(Driver["_ReplyReader"]):
                 value: object = None
                 error: BaseException | None = None
                 try:
-                    if isinstance(request, Write):
+                    if isinstance(request, Write):  # a large one: it waits for room
                         await self._reader().exchange(
                             request.payload, 0, self.settings.timeout, request.owes
                         )
-                    elif isinstance(request, Read):  # pragma: no cover - the pump parks reads
-                        value = await self._reader().exchange(
-                            [], request.count, self.settings.timeout
-                        )
-                    else:
+                    else:  # the pump carries out every Read itself
+                        assert isinstance(request, Carry)
                         value = await getattr(self, request.run.io)(request.run.action)
                 except pump.errors as exc:
                     error = exc
@@ -321,9 +318,7 @@ class _ReplyReader(asyncio.Protocol):
                 self._fail(f"Connection closing: {reply}", None)
             else:
                 logger.debug("ignoring an unsolicited reply: %s", reply)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+        self._wake_task()
         self._call_back()
 
     def eof_received(self) -> bool:
@@ -359,12 +354,16 @@ class _ReplyReader(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+        self._wake_task()
         if self._on_replies is not None:
             # Never inside whoever failed the connection: from the event loop.
             self._loop.call_soon(self._call_back)
+
+    def _wake_task(self) -> None:
+        """Wake a task waiting in :meth:`_wait`."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     def _call_back(self) -> None:
         """Call the callback of :meth:`park` if what it waits for is here."""
@@ -611,19 +610,13 @@ class _Pump:
                     error = exc
             elif isinstance(request, Read):
                 reader = driver.link
-                try:
-                    if reader is None:
-                        raise smtplib.SMTPServerDisconnected("not connected")
+                if reader is not None:
                     reader.owe(request.count, 0)
                     if not reader.complete(request.count) and reader.is_open:
                         self._count = request.count
                         reader.park(request.count, driver.settings.timeout, self._woken)
                         return _PARKED
-                    value = reader.take(request.count)
-                except errors as exc:
-                    if reader is not None:
-                        reader.abort()
-                    error = exc
+                value, error = self._take(reader, request.count)
             else:
                 return request
 
@@ -642,21 +635,27 @@ class _Pump:
         finally:
             self._future = None
 
-    def _woken(self) -> None:
-        """The replies a parked read waits for are here (or the connection failed)."""
-        reader = self.driver.link
-        value: object = None
-        error: BaseException | None = None
+    def _take(
+        self, reader: _ReplyReader | None, count: int, *, expired: bool = False
+    ) -> tuple[object, BaseException | None]:
+        """Return (the next ``count`` replies, None), or (None, the I/O error) with the
+        connection aborted; ``expired``: the wait for them ran out of time."""
         try:
             if reader is None:
                 raise smtplib.SMTPServerDisconnected("not connected")
-            if reader.expired is not None:
+            if expired:
                 raise TimeoutError(f"no complete reply within {reader.expired}s")
-            value = reader.take(self._count)
+            return reader.take(count), None
         except self.errors as exc:
             if reader is not None:
                 reader.abort()
-            error = exc
+            return None, exc
+
+    def _woken(self) -> None:
+        """The replies a parked read waits for are here (or the connection failed)."""
+        reader = self.driver.link
+        expired = reader is not None and reader.expired is not None
+        value, error = self._take(reader, self._count, expired=expired)
         future = self._future
         try:
             request = self.advance(value, error)

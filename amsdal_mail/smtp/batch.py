@@ -89,8 +89,8 @@ class _Wire:
 
     def __init__(self, driver: Driver[Any]) -> None:
         self._driver = driver
-        #: (index, flow run, bytes written, waits for the reply to its data)
-        self._entries: deque[tuple[int, FlowRun[Any], int, bool]] = deque()
+        #: (index, flow run, bytes written, replies owed, they answer its data)
+        self._entries: deque[tuple[int, FlowRun[Any], int, int, bool]] = deque()
         #: Entries whose replies owed are not those to their data.
         self.blocking = 0
         #: Bytes the entries wrote.
@@ -103,17 +103,15 @@ class _Wire:
         """Put ``run`` behind the others: its current step's replies are owed."""
         action = run.action
         assert isinstance(action, Step)
-        self._entries.append((index, run, size, action.after_data))
+        self._entries.append((index, run, size, action.replies, action.after_data))
         self._driver.owed += action.replies
         self.blocking += not action.after_data
         self.size += size
 
     def pop(self) -> tuple[int, FlowRun[Any]]:
         """Take the oldest entry: its replies are read next."""
-        index, run, size, after_data = self._entries.popleft()
-        action = run.action
-        assert isinstance(action, Step)
-        self._driver.owed -= action.replies
+        index, run, size, replies, after_data = self._entries.popleft()
+        self._driver.owed -= replies
         self.blocking -= not after_data
         self.size -= size
         return index, run
